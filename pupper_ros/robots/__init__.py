@@ -1,0 +1,1 @@
+"""Robot profiles (``<robot>.yaml``) and their URDFs, shipped as package data."""
