@@ -134,6 +134,7 @@ class PupperSimulation:
         self.kp = np.full(n, profile.kp)
         self.kd = np.full(n, profile.kd)
         self.motor_strength = np.ones(n)
+        self.base_com_shift = np.zeros(3)  # body frame; acts through gravity on the base (training randomization)
         self.targets = profile.default_pose.copy()
         self.torque = np.zeros(n)
         self._friction = profile.actuator.friction
@@ -185,7 +186,16 @@ class PupperSimulation:
     def step(self, substeps: int = 1) -> None:
         """Advance ``substeps`` physics steps, recomputing the PD torque at each (the motor controller's loop)."""
         c, limit = self.client, self.profile.torque_limit
+        com_torque = None
+        if np.any(self.base_com_shift):
+            # A shifted centre of mass, as the moment its weight makes about the modelled one.
+            _, orientation = c.getBasePositionAndOrientation(self.robot)
+            shift = np.array(c.getMatrixFromQuaternion(orientation)).reshape(3, 3) @ self.base_com_shift
+            weight = c.getDynamicsInfo(self.robot, -1)[0] * GRAVITY
+            com_torque = [-shift[1] * weight, shift[0] * weight, 0.0]
         for _ in range(substeps):
+            if com_torque is not None:
+                c.applyExternalTorque(self.robot, -1, com_torque, pybullet.WORLD_FRAME)
             q, qd = self.joint_states()
             torque = self.kp * (self.targets - q) - self.kd * qd
             np.clip(torque * self.motor_strength, -limit, limit, out=self.torque)

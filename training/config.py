@@ -1,0 +1,223 @@
+"""Training configuration: every setting in one tree of dataclasses, read from YAML with strict checking.
+
+``training/default.yaml`` holds the defaults a run starts from; a user file overrides any subset of it. Unknown keys
+and out-of-range values are errors naming the key. The resolved tree is saved with each run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
+
+
+class ConfigError(ValueError):
+    """A configuration key that does not exist or a value outside its range."""
+
+
+def _range(name: str, pair, low: float = float("-inf"), high: float = float("inf")) -> tuple[float, float]:
+    if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
+        raise ConfigError(f"{name} must be [low, high], got {pair!r}")
+    lo, hi = float(pair[0]), float(pair[1])
+    if not (low <= lo <= hi <= high):
+        raise ConfigError(f"{name} must satisfy {low} <= low <= high <= {high}, got [{lo}, {hi}]")
+    return (lo, hi)
+
+
+def _at_least(name: str, value, low: float, strict: bool = False) -> None:
+    if value < low or (strict and value == low):
+        raise ConfigError(f"{name} must be {'>' if strict else '>='} {low}, got {value!r}")
+
+
+@dataclass
+class EnvConfig:
+    physics_dt: float = 0.005
+    episode_seconds: float = 20.0
+    command_resample_seconds: float = 5.0
+    zero_command_share: float = 0.15  # commands that are exactly zero, so the policy learns to stand
+    single_axis_command_share: float = 0.45  # commands on one axis only (vx, vy or yaw rate)
+    standing_command_threshold: float = 0.1  # below this command norm the gait reward asks for all feet down
+    trot_offsets: list = field(default_factory=lambda: [0.0, 0.5, 0.5, 0.0])  # gait phase per foot, profile order
+    min_base_height: float = 0.05
+    initial_joint_noise: float = 0.1
+
+    def validate(self) -> None:
+        _at_least("env.physics_dt", self.physics_dt, 0.0, strict=True)
+        _at_least("env.episode_seconds", self.episode_seconds, 0.0, strict=True)
+        _at_least("env.command_resample_seconds", self.command_resample_seconds, 0.0, strict=True)
+        for key in ("zero_command_share", "single_axis_command_share"):
+            _range(f"env.{key}", [0.0, getattr(self, key)], 0.0, 1.0)
+        if self.zero_command_share + self.single_axis_command_share > 1.0:
+            raise ConfigError("env.zero_command_share + env.single_axis_command_share must be <= 1")
+        if len(self.trot_offsets) != 4:
+            raise ConfigError("env.trot_offsets needs one phase offset per foot (4)")
+
+
+@dataclass
+class NoiseConfig:
+    """Uniform sensor noise half-widths added to what the policy sees."""
+
+    angular_velocity: float = 0.1
+    gravity: float = 0.05
+    joint_position: float = 0.02
+    joint_velocity: float = 1.0
+
+    def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            _at_least(f"noise.{f.name}", getattr(self, f.name), 0.0)
+
+
+@dataclass
+class RandomizationConfig:
+    enabled: bool = True
+    friction: tuple = (0.6, 1.4)
+    base_mass_scale: tuple = (0.9, 1.3)
+    link_mass_scale: tuple = (0.9, 1.1)
+    com_shift_x: tuple = (-0.02, 0.03)  # m, base centre of mass
+    com_shift_yz: tuple = (-0.005, 0.005)
+    kp_scale: tuple = (0.6, 1.1)
+    kd_scale: tuple = (0.8, 1.5)
+    motor_strength: tuple = (0.8, 1.1)
+    latency_seconds: tuple = (0.0, 0.02)  # action latency, in physics steps
+    push_interval_seconds: float = 4.0  # mean time between pushes
+    push_velocity: float = 0.3  # m/s, largest horizontal velocity change of a push
+
+    def validate(self) -> None:
+        for name in ("friction", "base_mass_scale", "link_mass_scale", "kp_scale", "kd_scale", "motor_strength"):
+            setattr(self, name, _range(f"randomization.{name}", getattr(self, name), 0.0))
+        self.com_shift_x = _range("randomization.com_shift_x", self.com_shift_x, -0.05, 0.05)
+        self.com_shift_yz = _range("randomization.com_shift_yz", self.com_shift_yz, -0.05, 0.05)
+        self.latency_seconds = _range("randomization.latency_seconds", self.latency_seconds, 0.0, 0.1)
+        _at_least("randomization.push_interval_seconds", self.push_interval_seconds, 0.0, strict=True)
+        _at_least("randomization.push_velocity", self.push_velocity, 0.0)
+
+
+@dataclass
+class RewardConfig:
+    tracking_sigma: float = 0.25
+    air_time_target: float = 0.2  # s, half a gait period
+    only_positive: bool = True  # clip the per-step sum (termination excluded) at zero, as legged_gym
+    weights: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        from training.rewards import REWARD_TERMS
+
+        _at_least("rewards.tracking_sigma", self.tracking_sigma, 0.0, strict=True)
+        unknown = sorted(set(self.weights) - set(REWARD_TERMS))
+        if unknown:
+            raise ConfigError(f"rewards.weights: unknown term(s) {', '.join(unknown)}; known: {', '.join(REWARD_TERMS)}")
+
+
+@dataclass
+class PolicyConfig:
+    actor_hidden: list = field(default_factory=lambda: [256, 128, 128])
+    critic_hidden: list = field(default_factory=lambda: [256, 128, 128])
+    activation: str = "elu"
+    init_std: float = 0.5
+
+    def validate(self) -> None:
+        for name in ("actor_hidden", "critic_hidden"):
+            if not self.__dict__[name] or any(int(h) <= 0 for h in self.__dict__[name]):
+                raise ConfigError(f"policy.{name} must be a non-empty list of positive layer widths")
+        _at_least("policy.init_std", self.init_std, 0.0, strict=True)
+
+
+@dataclass
+class PPOConfig:
+    steps_per_env: int = 24
+    learning_epochs: int = 5
+    mini_batches: int = 4
+    clip: float = 0.2
+    gamma: float = 0.99
+    lam: float = 0.95
+    learning_rate: float = 1e-3
+    desired_kl: float = 0.01
+    entropy_coef: float = 0.005
+    value_loss_coef: float = 1.0
+    max_grad_norm: float = 1.0
+    symmetry: bool = True  # mirror augmentation (left/right) of every mini-batch
+
+    def validate(self) -> None:
+        for name in ("steps_per_env", "learning_epochs", "mini_batches"):
+            _at_least(f"ppo.{name}", getattr(self, name), 1)
+        for name in ("gamma", "lam"):
+            _range(f"ppo.{name}", [0.0, getattr(self, name)], 0.0, 1.0)
+        for name in ("clip", "learning_rate", "desired_kl"):
+            _at_least(f"ppo.{name}", getattr(self, name), 0.0, strict=True)
+
+
+@dataclass
+class TrainConfig:
+    robot: str = "pupper_v3"
+    seed: int = 1
+    envs: int = 32
+    workers: int = 0  # processes stepping the environments; 0 = one per core
+    steps: int = 20_000_000  # environment steps in total
+    save_every: int = 50  # iterations between checkpoints
+    env: EnvConfig = field(default_factory=EnvConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    randomization: RandomizationConfig = field(default_factory=RandomizationConfig)
+    rewards: RewardConfig = field(default_factory=RewardConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+
+    def validate(self) -> "TrainConfig":
+        _at_least("envs", self.envs, 1)
+        _at_least("workers", self.workers, 0)
+        _at_least("steps", self.steps, 1)
+        _at_least("save_every", self.save_every, 1)
+        for section in (self.env, self.noise, self.randomization, self.rewards, self.policy, self.ppo):
+            section.validate()
+        return self
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _merge(target, values: dict, path: str) -> None:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path or 'config'} must be a mapping, got {values!r}")
+    known = {f.name: f for f in dataclasses.fields(target)}
+    for key, value in values.items():
+        where = f"{path}.{key}" if path else key
+        if key not in known:
+            raise ConfigError(f"unknown config key '{where}'; known keys here: {', '.join(known)}")
+        current = getattr(target, key)
+        if dataclasses.is_dataclass(current):
+            _merge(current, value, where)
+        elif isinstance(current, dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where} must be a mapping")
+            current.update(value)
+        else:
+            expected = type(current)
+            if expected in (int, float) and isinstance(value, bool) or (expected is bool and not isinstance(value, bool)):
+                raise ConfigError(f"{where} must be {expected.__name__}, got {value!r}")
+            try:
+                setattr(target, key, expected(value) if expected in (int, float, str) else value)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"{where} must be {expected.__name__}, got {value!r}") from exc
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """The default config, then the file at ``path``, then ``overrides``; validated."""
+    config = TrainConfig()
+    _merge(config, yaml.safe_load(DEFAULT_CONFIG.read_text()) or {}, "")
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        _merge(config, yaml.safe_load(path.read_text()) or {}, "")
+    if overrides:
+        _merge(config, overrides, "")
+    return config.validate()

@@ -1,0 +1,109 @@
+"""Reward terms: each a small named function of one step's ``RewardInputs``; weights live in the config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class RewardInputs:
+    command: np.ndarray  # vx, vy, yaw rate
+    base_linear_velocity: np.ndarray  # body frame
+    base_angular_velocity: np.ndarray  # body frame
+    projected_gravity: np.ndarray
+    joint_position_offset: np.ndarray  # measured minus default pose
+    joint_torque: np.ndarray
+    action: np.ndarray
+    last_action: np.ndarray
+    foot_contact: np.ndarray  # bool per foot
+    first_contact: np.ndarray  # bool per foot: touched down this step
+    air_time: np.ndarray  # s, per foot, the swing that just ended (valid where first_contact)
+    foot_speed_xy: np.ndarray  # m/s per foot
+    desired_stance: np.ndarray  # bool per foot, from the gait clock
+    terminated: bool
+    tracking_sigma: float
+    air_time_target: float
+    moving_command: bool
+
+
+def tracking_linear_velocity(r: RewardInputs) -> float:
+    error = np.sum(np.square(r.command[:2] - r.base_linear_velocity[:2]))
+    return float(np.exp(-error / r.tracking_sigma))
+
+
+def tracking_yaw_rate(r: RewardInputs) -> float:
+    error = (r.command[2] - r.base_angular_velocity[2]) ** 2
+    return float(np.exp(-error / r.tracking_sigma))
+
+
+def vertical_velocity(r: RewardInputs) -> float:
+    return float(r.base_linear_velocity[2] ** 2)
+
+
+def roll_pitch_rate(r: RewardInputs) -> float:
+    return float(np.sum(np.square(r.base_angular_velocity[:2])))
+
+
+def orientation(r: RewardInputs) -> float:
+    return float(np.sum(np.square(r.projected_gravity[:2])))
+
+
+def torques(r: RewardInputs) -> float:
+    return float(np.sum(np.square(r.joint_torque)))
+
+
+def action_rate(r: RewardInputs) -> float:
+    return float(np.sum(np.square(r.action - r.last_action)))
+
+
+def feet_air_time(r: RewardInputs) -> float:
+    """legged_gym's: at each touchdown, the swing's duration beyond the target; only while asked to move."""
+    if not r.moving_command:
+        return 0.0
+    return float(np.sum((r.air_time - r.air_time_target) * r.first_contact))
+
+
+def foot_slip(r: RewardInputs) -> float:
+    return float(np.sum(np.square(r.foot_speed_xy) * r.foot_contact))
+
+
+def gait_contact(r: RewardInputs) -> float:
+    """Share of feet whose contact matches the gait clock's schedule (all feet down when standing)."""
+    return float(np.mean(r.foot_contact == r.desired_stance))
+
+
+def pose(r: RewardInputs) -> float:
+    return float(np.sum(np.square(r.joint_position_offset)))
+
+
+def termination(r: RewardInputs) -> float:
+    return 1.0 if r.terminated else 0.0
+
+
+REWARD_TERMS = {
+    f.__name__: f
+    for f in (
+        tracking_linear_velocity, tracking_yaw_rate, vertical_velocity, roll_pitch_rate, orientation, torques,
+        action_rate, feet_air_time, foot_slip, gait_contact, pose, termination,
+    )
+}
+UNSCALED_TERMS = {"termination"}  # applied once per episode, not per second
+
+
+def total_reward(inputs: RewardInputs, weights: dict, dt: float, only_positive: bool) -> tuple[float, dict]:
+    """Weighted sum of the terms (times dt, except termination); returns it and each weighted term."""
+    terms = {}
+    shaped = 0.0
+    for name, weight in weights.items():
+        if weight == 0.0:
+            continue
+        value = weight * REWARD_TERMS[name](inputs)
+        if name not in UNSCALED_TERMS:
+            value *= dt
+            shaped += value
+        terms[name] = value
+    if only_positive:
+        shaped = max(shaped, 0.0)
+    return shaped + sum(terms[n] for n in UNSCALED_TERMS if n in terms), terms

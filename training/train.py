@@ -1,0 +1,207 @@
+"""``pupper-train``: PPO (rsl-rl-lib) on the vectorized Pupper environments, with checkpoints and a progress bar.
+
+The loop is rsl_rl's OnPolicyRunner loop written out, so that progress, checkpoints and Ctrl-C are ours:
+collect ``steps_per_env`` steps from every environment, compute returns, update.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from training.config import ConfigError, TrainConfig, load_config
+
+CHECKPOINT_DIR = "checkpoints"
+LATEST = "latest.pt"
+
+
+def rsl_rl_config(config: TrainConfig) -> dict:
+    ppo, policy = config.ppo, config.policy
+    symmetry = None
+    if ppo.symmetry:
+        symmetry = {"use_data_augmentation": True, "use_mirror_loss": False, "mirror_loss_coeff": 0.0,
+                    "data_augmentation_func": "training.symmetry:mirror_augmentation"}
+    return {
+        "num_steps_per_env": ppo.steps_per_env,
+        "save_interval": config.save_every,
+        "multi_gpu": None,
+        "obs_groups": {"actor": ["policy"], "critic": ["critic"]},
+        "algorithm": {
+            "class_name": "PPO", "num_learning_epochs": ppo.learning_epochs, "num_mini_batches": ppo.mini_batches,
+            "clip_param": ppo.clip, "gamma": ppo.gamma, "lam": ppo.lam, "learning_rate": ppo.learning_rate,
+            "desired_kl": ppo.desired_kl, "schedule": "adaptive", "entropy_coef": ppo.entropy_coef,
+            "value_loss_coef": ppo.value_loss_coef, "max_grad_norm": ppo.max_grad_norm, "symmetry_cfg": symmetry,
+        },
+        "actor": {
+            "class_name": "MLPModel", "hidden_dims": list(policy.actor_hidden), "activation": policy.activation,
+            "obs_normalization": True,
+            "distribution_cfg": {"class_name": "GaussianDistribution", "init_std": policy.init_std},
+        },
+        "critic": {
+            "class_name": "MLPModel", "hidden_dims": list(policy.critic_hidden), "activation": policy.activation,
+            "obs_normalization": True,
+        },
+    }
+
+
+def build_algorithm(config: TrainConfig, env):
+    import contextlib
+    import io
+
+    from rsl_rl.algorithms import PPO
+
+    with contextlib.redirect_stdout(io.StringIO()):  # rsl_rl prints the network layouts
+        return PPO.construct_algorithm(env.get_observations(), env, rsl_rl_config(config), "cpu")
+
+
+def save_checkpoint(path: Path, alg, config: TrainConfig, iteration: int, env_steps: int, wall_clock: float) -> None:
+    state = {
+        "algorithm": alg.save(),
+        "iteration": iteration,
+        "env_steps": env_steps,
+        "wall_clock": wall_clock,
+        "config": config.to_dict(),
+        "config_digest": config.digest(),
+        "seed": config.seed,
+        "saved": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def train(config: TrainConfig, out: Path, resume: Path | None = None, quiet: bool = False) -> Path:
+    """Train until ``config.steps`` environment steps; returns the last checkpoint's path."""
+    from torch.utils.tensorboard import SummaryWriter
+    from tqdm import tqdm
+
+    from training.vec_env import PupperVecEnv
+
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(1)  # the cores belong to the environment workers
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+    env = PupperVecEnv(config)
+    alg = build_algorithm(config, env)
+    iteration, env_steps, wall_before = 0, 0, 0.0
+    if resume is not None:
+        state = torch.load(resume, weights_only=False)
+        alg.load(state["algorithm"], None, strict=True)
+        iteration, env_steps, wall_before = state["iteration"], state["env_steps"], state["wall_clock"]
+    steps_per_iteration = config.envs * config.ppo.steps_per_env
+    total_iterations = max(iteration + 1, -(-config.steps // steps_per_iteration))
+    writer = SummaryWriter(log_dir=str(out / "tensorboard"))
+    progress_path = out / "progress.csv"
+    new_file = not progress_path.exists()
+    progress_file = progress_path.open("a", newline="")
+    progress = csv.writer(progress_file)
+    if new_file:
+        progress.writerow(["iteration", "env_steps", "wall_clock_s", "mean_return", "mean_episode_length", "fall_share", "checkpoint"])
+    bar = tqdm(total=total_iterations * steps_per_iteration, initial=env_steps, unit="step", unit_scale=True,
+               dynamic_ncols=True, disable=quiet, file=sys.stdout)
+    start = time.monotonic()
+    checkpoint = out / CHECKPOINT_DIR / LATEST
+    obs = env.get_observations()
+    alg.train_mode()
+    try:
+        while iteration < total_iterations:
+            with torch.inference_mode():
+                for _ in range(config.ppo.steps_per_env):
+                    actions = alg.act(obs)
+                    obs, rewards, dones, extras = env.step(actions)
+                    alg.process_env_step(obs, rewards, dones, extras)
+                alg.compute_returns(obs)
+            losses = alg.update()
+            iteration += 1
+            env_steps += steps_per_iteration
+            wall = wall_before + time.monotonic() - start
+
+            finished, env.finished_episodes = env.finished_episodes, []
+            terms, env.reward_terms = env.reward_terms, {}
+            mean_return = sum(f[0] for f in finished) / len(finished) if finished else float("nan")
+            mean_length = sum(f[1] for f in finished) / len(finished) if finished else float("nan")
+            fall_share = sum(f[2] for f in finished) / len(finished) if finished else float("nan")
+            for name, value in losses.items():
+                writer.add_scalar(f"loss/{name}", value, env_steps)
+            for name, value in terms.items():
+                writer.add_scalar(f"reward/{name}", value / steps_per_iteration, env_steps)
+            if finished:
+                writer.add_scalar("episode/return", mean_return, env_steps)
+                writer.add_scalar("episode/length", mean_length, env_steps)
+                writer.add_scalar("episode/fall_share", fall_share, env_steps)
+            writer.add_scalar("policy/action_std", float(alg.get_policy().output_std.detach().mean()), env_steps)
+            bar.update(steps_per_iteration)
+            bar.set_postfix_str(f"it {iteration}/{total_iterations} return {mean_return:6.2f} len {mean_length:5.0f} falls {fall_share:4.2f}")
+
+            saved = ""
+            if iteration % config.save_every == 0 or iteration == total_iterations:
+                numbered = out / CHECKPOINT_DIR / f"model_{iteration:05d}.pt"
+                save_checkpoint(numbered, alg, config, iteration, env_steps, wall)
+                save_checkpoint(checkpoint, alg, config, iteration, env_steps, wall)
+                saved = numbered.name
+            progress.writerow([iteration, env_steps, f"{wall:.1f}", f"{mean_return:.4f}", f"{mean_length:.1f}", f"{fall_share:.3f}", saved])
+            progress_file.flush()
+    except KeyboardInterrupt:
+        wall = wall_before + time.monotonic() - start
+        save_checkpoint(checkpoint, alg, config, iteration, env_steps, wall)
+        print(f"\ninterrupted: checkpoint saved to {checkpoint} (resume with --resume {out})", file=sys.stderr)
+    finally:
+        bar.close()
+        writer.close()
+        progress_file.close()
+        env.close()
+    return checkpoint
+
+
+def resolve_checkpoint(run_or_checkpoint: str | Path) -> Path:
+    path = Path(run_or_checkpoint)
+    if path.is_dir():
+        path = path / CHECKPOINT_DIR / LATEST
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pupper-train", description="Train a Pupper walking policy with PPO in PyBullet.")
+    parser.add_argument("--config", type=Path, help="YAML file overriding training/default.yaml")
+    parser.add_argument("--envs", type=int, help="number of parallel environments")
+    parser.add_argument("--workers", type=int, help="environment worker processes (0 = one per core)")
+    parser.add_argument("--steps", type=int, help="environment steps in total")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--resume", type=Path, metavar="RUN", help="continue a run from its latest checkpoint")
+    parser.add_argument("--out", type=Path, help="run directory (default runs/<date-time>)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+
+    overrides = {k: v for k, v in (("envs", args.envs), ("workers", args.workers), ("steps", args.steps), ("seed", args.seed)) if v is not None}
+    resume = None
+    try:
+        config_path = args.config
+        if args.resume is not None:
+            resume = resolve_checkpoint(args.resume)
+            if config_path is None:
+                config_path = resume.parent.parent / "config.yaml"
+        config = load_config(config_path, overrides)
+    except (ConfigError, FileNotFoundError) as exc:
+        print(f"pupper-train: {exc}", file=sys.stderr)
+        return 2
+    out = args.out or (resume.parent.parent if resume else Path("runs") / dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    print(f"pupper-train: {config.envs} envs, {config.steps:,} steps, seed {config.seed}, run {out}")
+    checkpoint = train(config, out, resume, quiet=args.quiet)
+    print(f"pupper-train: latest checkpoint {checkpoint}; export with: pupper-export {out} -o model.onnx")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

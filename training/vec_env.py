@@ -1,0 +1,186 @@
+"""N Pupper environments stepped in worker processes, behind rsl_rl's ``VecEnv`` interface.
+
+Each worker owns a slice of the environments (created inside the worker) and steps them in turn; finished episodes
+reset automatically, legged_gym style, and their time-outs are reported apart from falls.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import traceback
+
+import numpy as np
+import torch
+from rsl_rl.env import VecEnv
+from tensordict import TensorDict
+
+from training.config import TrainConfig
+
+
+class EnvGroup:
+    """Several environments stepped one after another, in the calling process."""
+
+    def __init__(self, config: TrainConfig, seeds: list[int], randomize: bool | None = None):
+        from training.env import PupperEnv
+
+        self.envs = [PupperEnv(config, randomize=randomize) for _ in seeds]
+        self._seeds = seeds
+        self.episode_return = np.zeros(len(seeds))
+        self.episode_length = np.zeros(len(seeds), dtype=np.int64)
+
+    def reset(self):
+        obs = np.stack([env.reset(seed=seed)[0] for env, seed in zip(self.envs, self._seeds)])
+        return obs, np.stack([e.critic_observation for e in self.envs])
+
+    def step(self, actions: np.ndarray):
+        n = len(self.envs)
+        obs = np.empty((n, self.envs[0].contract.observation_size), dtype=np.float32)
+        critic = np.empty((n, self.envs[0].critic_size), dtype=np.float32)
+        rewards = np.empty(n, dtype=np.float32)
+        dones = np.zeros(n, dtype=bool)
+        time_outs = np.zeros(n, dtype=bool)
+        finished = []  # (return, length) of episodes that ended
+        terms: dict[str, float] = {}
+        for i, env in enumerate(self.envs):
+            o, r, terminated, truncated, info = env.step(actions[i])
+            self.episode_return[i] += r
+            self.episode_length[i] += 1
+            for k, v in info["reward_terms"].items():
+                terms[k] = terms.get(k, 0.0) + v
+            if terminated or truncated:
+                finished.append((self.episode_return[i], self.episode_length[i], bool(terminated)))
+                self.episode_return[i] = 0.0
+                self.episode_length[i] = 0
+                o, _ = env.reset()
+            obs[i], critic[i], rewards[i] = o, env.critic_observation, r
+            dones[i], time_outs[i] = terminated or truncated, truncated
+        return obs, critic, rewards, dones, time_outs, finished, terms
+
+    def close(self):
+        for env in self.envs:
+            env.close()
+
+
+def _worker(conn, config: TrainConfig, seeds: list[int], randomize):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        group = EnvGroup(config, seeds, randomize)
+        conn.send(("ok", None))
+        while True:
+            command, payload = conn.recv()
+            if command == "step":
+                conn.send(("ok", group.step(payload)))
+            elif command == "reset":
+                conn.send(("ok", group.reset()))
+            elif command == "close":
+                group.close()
+                conn.send(("ok", None))
+                return
+    except (KeyboardInterrupt, EOFError):
+        return
+    except Exception:
+        conn.send(("error", traceback.format_exc()))
+
+
+class PupperVecEnv(VecEnv):
+    """rsl_rl's VecEnv over ``config.envs`` environments in ``workers`` processes (0 = one per core, 1 = in-process)."""
+
+    def __init__(self, config: TrainConfig, workers: int | None = None, randomize: bool | None = None):
+        from pupper_ros.contract import CURRENT_CONTRACT
+        from pupper_ros.robot_profile import load_robot_profile
+        from training.env import CRITIC_EXTRA
+        from training.symmetry import mirror_maps
+
+        self.cfg = config.to_dict()
+        self.num_envs = config.envs
+        self.num_actions = CURRENT_CONTRACT.action_size
+        self.device = "cpu"
+        dt = CURRENT_CONTRACT.control_period
+        self.max_episode_length = int(round(config.env.episode_seconds / dt))
+        self.episode_length_buf = torch.zeros(self.num_envs, dtype=torch.long)
+        self.mirror_maps = mirror_maps(CURRENT_CONTRACT, load_robot_profile(config.robot))
+        self.critic_size = CURRENT_CONTRACT.observation_size + CRITIC_EXTRA
+        workers = workers if workers is not None else config.workers
+        workers = min(self.num_envs, workers or os.cpu_count() or 1)
+        seeds = [config.seed * 10_000 + i for i in range(self.num_envs)]
+        slices = np.array_split(np.arange(self.num_envs), workers)
+        self._slices = [s for s in slices if len(s)]
+        self._local = None
+        self._conns, self._procs = [], []
+        if workers == 1:
+            self._local = EnvGroup(config, seeds, randomize)
+        else:
+            ctx = mp.get_context("spawn")  # workers start clean: no torch state forked from the trainer
+            for s in self._slices:
+                parent, child = ctx.Pipe()
+                proc = ctx.Process(target=_worker, args=(child, config, [seeds[i] for i in s], randomize), daemon=True)
+                proc.start()
+                self._conns.append(parent)
+                self._procs.append(proc)
+            for conn in self._conns:
+                self._receive(conn)
+        self.finished_episodes: list[tuple[float, int, bool]] = []
+        self.reward_terms: dict[str, float] = {}
+        self._obs = self._reset()
+
+    def _receive(self, conn):
+        status, payload = conn.recv()
+        if status == "error":
+            self.close()
+            raise RuntimeError(f"environment worker failed:\n{payload}")
+        return payload
+
+    def _reset(self) -> TensorDict:
+        if self._local is not None:
+            parts = [self._local.reset()]
+        else:
+            for conn in self._conns:
+                conn.send(("reset", None))
+            parts = [self._receive(conn) for conn in self._conns]
+        obs = np.concatenate([p[0] for p in parts])
+        critic = np.concatenate([p[1] for p in parts])
+        return self._tensordict(obs, critic)
+
+    def _tensordict(self, obs, critic) -> TensorDict:
+        return TensorDict({"policy": torch.from_numpy(obs), "critic": torch.from_numpy(critic)}, batch_size=[self.num_envs])
+
+    def get_observations(self) -> TensorDict:
+        return self._obs
+
+    def step(self, actions: torch.Tensor):
+        actions = actions.detach().cpu().numpy()
+        if self._local is not None:
+            parts = [self._local.step(actions)]
+        else:
+            for conn, s in zip(self._conns, self._slices):
+                conn.send(("step", actions[s]))
+            parts = [self._receive(conn) for conn in self._conns]
+        obs = np.concatenate([p[0] for p in parts])
+        critic = np.concatenate([p[1] for p in parts])
+        rewards = torch.from_numpy(np.concatenate([p[2] for p in parts]))
+        dones = np.concatenate([p[3] for p in parts])
+        time_outs = torch.from_numpy(np.concatenate([p[4] for p in parts]).astype(np.float32))
+        for p in parts:
+            self.finished_episodes.extend(p[5])
+            for k, v in p[6].items():
+                self.reward_terms[k] = self.reward_terms.get(k, 0.0) + v
+        self.episode_length_buf += 1
+        self.episode_length_buf[torch.from_numpy(dones)] = 0
+        self._obs = self._tensordict(obs, critic)
+        return self._obs, rewards, torch.from_numpy(dones.astype(np.float32)), {"time_outs": time_outs}
+
+    def close(self):
+        if self._local is not None:
+            self._local.close()
+        for conn in self._conns:
+            try:
+                conn.send(("close", None))
+                conn.recv()
+            except (BrokenPipeError, EOFError, OSError):
+                pass
+        for proc in self._procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()
+        self._conns, self._procs = [], []
