@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import warnings
 import tempfile
 from pathlib import Path
 
@@ -45,7 +47,9 @@ def export_policy(
     policy = policy.eval()
     example = torch.zeros(2, observation_size)
     batch = torch.export.Dim("batch", min=1)
-    with torch.no_grad(), tempfile.TemporaryDirectory() as tmp:
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # its notes on optional torchvision ops
+    with torch.no_grad(), tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
         raw = Path(tmp) / "policy.onnx"
         torch.onnx.export(
             policy,
@@ -87,3 +91,67 @@ def export_policy(
         f.write(model_bytes)
     os.replace(tmp_name, path)  # atomic: a reader never sees half a model
     return difference
+
+
+def policy_from_checkpoint(checkpoint: str | Path):
+    """The deterministic actor (observation normalizer inside) of a training checkpoint, with its training state."""
+    from tensordict import TensorDict
+    from rsl_rl.models import MLPModel
+
+    from pupper_ros.contract import CURRENT_CONTRACT
+    from training.config import load_config
+    from training.env import CRITIC_EXTRA
+    from training.train import rsl_rl_config
+
+    state = torch.load(checkpoint, weights_only=False, map_location="cpu")
+    config = load_config(overrides=state["config"])
+    n = CURRENT_CONTRACT.observation_size
+    obs = TensorDict({"policy": torch.zeros(1, n), "critic": torch.zeros(1, n + CRITIC_EXTRA)}, batch_size=[1])
+    actor_cfg = dict(rsl_rl_config(config)["actor"])
+    actor_cfg.pop("class_name")
+    actor = MLPModel(obs, {"actor": ["policy"], "critic": ["critic"]}, "actor", CURRENT_CONTRACT.action_size, **actor_cfg)
+    actor.load_state_dict(state["algorithm"]["actor_state_dict"])
+    return actor.as_onnx(verbose=False).eval(), state, config
+
+
+def export_checkpoint(checkpoint: str | Path, out: str | Path) -> float:
+    from pupper_ros.contract import CURRENT_CONTRACT
+    from pupper_ros.policy import build_metadata
+    from pupper_ros.robot_profile import load_robot_profile
+
+    policy, state, config = policy_from_checkpoint(checkpoint)
+    profile = load_robot_profile(config.robot)
+    provenance = {
+        "steps": int(state["env_steps"]),
+        "iteration": int(state["iteration"]),
+        "seed": int(state["seed"]),
+        "date": state["saved"],
+        "config_digest": state["config_digest"],
+        "wall_clock_s": round(float(state["wall_clock"]), 1),
+        "trainer": "pupper_ros training (rsl-rl-lib PPO, PyBullet)",
+    }
+    metadata = build_metadata(CURRENT_CONTRACT, profile, command_low=profile.command_low,
+                              command_high=profile.command_high, provenance=provenance)
+    return export_policy(policy, CURRENT_CONTRACT.observation_size, out, metadata)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    from training.train import resolve_checkpoint
+
+    parser = argparse.ArgumentParser(prog="pupper-export", description="Export a training run or checkpoint as a pupper_ros ONNX policy.")
+    parser.add_argument("run_or_checkpoint", help="a run directory (its latest checkpoint) or a checkpoint .pt file")
+    parser.add_argument("-o", "--output", required=True, type=Path, help="the .onnx file to write")
+    args = parser.parse_args(argv)
+    try:
+        checkpoint = resolve_checkpoint(args.run_or_checkpoint)
+        difference = export_checkpoint(checkpoint, args.output)
+    except (FileNotFoundError, ExportParityError) as exc:
+        print(f"pupper-export: {exc}", file=sys.stderr)
+        return 1
+    print(f"pupper-export: wrote {args.output} from {checkpoint} (onnxruntime vs torch max abs difference {difference:.2e})")
+    return 0
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -7,6 +7,7 @@ collect ``steps_per_env`` steps from every environment, compute returns, update.
 from __future__ import annotations
 
 import argparse
+import collections
 import csv
 import datetime as dt
 import os
@@ -112,6 +113,7 @@ def train(config: TrainConfig, out: Path, resume: Path | None = None, quiet: boo
     start = time.monotonic()
     checkpoint = out / CHECKPOINT_DIR / LATEST
     obs = env.get_observations()
+    recent: collections.deque = collections.deque(maxlen=100)
     alg.train_mode()
     try:
         while iteration < total_iterations:
@@ -126,8 +128,10 @@ def train(config: TrainConfig, out: Path, resume: Path | None = None, quiet: boo
             env_steps += steps_per_iteration
             wall = wall_before + time.monotonic() - start
 
-            finished, env.finished_episodes = env.finished_episodes, []
+            recent.extend(env.finished_episodes)
+            env.finished_episodes = []
             terms, env.reward_terms = env.reward_terms, {}
+            finished = list(recent)  # the last 100 episodes, as rsl_rl reports them
             mean_return = sum(f[0] for f in finished) / len(finished) if finished else float("nan")
             mean_length = sum(f[1] for f in finished) / len(finished) if finished else float("nan")
             fall_share = sum(f[2] for f in finished) / len(finished) if finished else float("nan")

@@ -1,0 +1,157 @@
+"""The training environment: Gymnasium's checker, determinism, reward terms, randomization ranges, mirror symmetry."""
+
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+
+from pupper_ros.contract import CURRENT_CONTRACT
+from training import rewards
+from training.config import ConfigError, load_config
+from training.env import PupperEnv
+from training.symmetry import mirror_maps
+
+
+@pytest.fixture(scope="module")
+def env():
+    e = PupperEnv()
+    yield e
+    e.close()
+
+
+def test_gymnasium_env_checker_passes(env):
+    check_env(env, skip_render_check=True)
+
+
+def test_same_seed_same_first_100_steps():
+    runs = []
+    for _ in range(2):
+        e = PupperEnv()
+        obs, _ = e.reset(seed=7)
+        rng = np.random.default_rng(3)
+        trace = [obs]
+        for _ in range(100):
+            obs, reward, terminated, truncated, _ = e.step(rng.uniform(-1, 1, 12).astype(np.float32))
+            trace.append(np.append(obs, reward))
+            if terminated or truncated:
+                obs, _ = e.reset()
+        e.close()
+        runs.append(trace)
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_different_seeds_differ():
+    first = []
+    for seed in (1, 2):
+        e = PupperEnv()
+        first.append(e.reset(seed=seed)[0])
+        e.close()
+    assert not np.array_equal(*first)
+
+
+def make_inputs(**changes):
+    base = dict(
+        command=np.array([0.5, 0.0, 0.0]), base_linear_velocity=np.array([0.5, 0.0, 0.0]),
+        base_angular_velocity=np.zeros(3), projected_gravity=np.array([0.0, 0.0, -1.0]),
+        joint_position_offset=np.zeros(12), joint_torque=np.zeros(12), action=np.zeros(12), last_action=np.zeros(12),
+        foot_contact=np.array([True, False, False, True]), first_contact=np.zeros(4, dtype=bool),
+        air_time=np.zeros(4), foot_speed_xy=np.zeros(4), desired_stance=np.array([True, False, False, True]),
+        terminated=False, tracking_sigma=0.25, air_time_target=0.2, moving_command=True,
+    )
+    base.update(changes)
+    return rewards.RewardInputs(**base)
+
+
+@pytest.mark.parametrize(
+    "term, changes, expected",
+    [
+        ("tracking_linear_velocity", {}, 1.0),
+        ("tracking_linear_velocity", {"base_linear_velocity": np.array([0.0, 0.5, 0.0])}, np.exp(-0.5 / 0.25)),
+        ("tracking_yaw_rate", {"base_angular_velocity": np.array([0.0, 0.0, 0.5])}, np.exp(-0.25 / 0.25)),
+        ("vertical_velocity", {"base_linear_velocity": np.array([0.5, 0.0, 0.3])}, 0.09),
+        ("roll_pitch_rate", {"base_angular_velocity": np.array([1.0, 2.0, 9.0])}, 5.0),
+        ("orientation", {"projected_gravity": np.array([0.6, 0.0, -0.8])}, 0.36),
+        ("torques", {"joint_torque": np.full(12, 0.5)}, 3.0),
+        ("action_rate", {"action": np.ones(12), "last_action": np.zeros(12)}, 12.0),
+        ("feet_air_time", {"first_contact": np.array([True, True, False, False]), "air_time": np.array([0.3, 0.1, 5, 5])}, 0.0),
+        ("feet_air_time", {"first_contact": np.array([True, False, False, False]), "air_time": np.array([0.3, 0, 0, 0])}, 0.1),
+        ("feet_air_time", {"first_contact": np.array([True, False, False, False]), "air_time": np.array([0.3, 0, 0, 0]),
+                           "moving_command": False}, 0.0),
+        ("foot_slip", {"foot_speed_xy": np.array([1.0, 3.0, 0.0, 0.5])}, 1.25),
+        ("gait_contact", {}, 1.0),
+        ("gait_contact", {"foot_contact": np.array([True, True, True, True])}, 0.5),
+        ("pose", {"joint_position_offset": np.full(12, 0.1)}, 0.12),
+        ("termination", {"terminated": True}, 1.0),
+    ],
+)
+def test_reward_term_on_a_hand_built_state(term, changes, expected):
+    assert rewards.REWARD_TERMS[term](make_inputs(**changes)) == pytest.approx(expected)
+
+
+def test_total_reward_scales_by_dt_clips_at_zero_and_adds_termination():
+    inputs = make_inputs(terminated=True, joint_torque=np.full(12, 10.0))
+    total, terms = rewards.total_reward(inputs, {"tracking_linear_velocity": 1.0, "torques": -1.0, "termination": -2.0}, 0.02, True)
+    assert terms["tracking_linear_velocity"] == pytest.approx(0.02)
+    assert terms["torques"] == pytest.approx(-24.0)
+    assert total == pytest.approx(-2.0)  # the shaped part clipped at 0, then the termination penalty
+
+
+def test_randomization_stays_inside_its_ranges():
+    config = load_config()
+    r = config.randomization
+    e = PupperEnv(config, randomize=True)
+    c = e.sim.client
+    for seed in range(30):
+        e.reset(seed=seed)
+        assert r.friction[0] <= e.friction <= r.friction[1]
+        assert r.friction[0] <= c.getDynamicsInfo(e.sim.ground, -1)[1] <= r.friction[1]
+        for link, (mass, _) in e._nominal_inertia.items():
+            scale = c.getDynamicsInfo(e.sim.robot, link)[0] / mass
+            low, high = r.base_mass_scale if link == -1 else r.link_mass_scale
+            assert low - 1e-9 <= scale <= high + 1e-9
+        kp_scale, kd_scale = e.sim.kp / e.profile.kp, e.sim.kd / e.profile.kd
+        assert np.all((r.kp_scale[0] <= kp_scale) & (kp_scale <= r.kp_scale[1]))
+        assert np.all((r.kd_scale[0] <= kd_scale) & (kd_scale <= r.kd_scale[1]))
+        assert np.all((r.motor_strength[0] <= e.sim.motor_strength) & (e.sim.motor_strength <= r.motor_strength[1]))
+        assert r.com_shift_x[0] <= e.sim.base_com_shift[0] <= r.com_shift_x[1]
+        assert np.all(np.abs(e.sim.base_com_shift[1:]) <= r.com_shift_yz[1])
+        assert 0 <= e.latency_substeps * config.env.physics_dt <= r.latency_seconds[1] + 1e-9
+        low, high = e.profile.command_low, e.profile.command_high
+        assert np.all((low <= e.command) & (e.command <= high))
+    e.close()
+
+
+def test_mirrored_action_gives_the_mirrored_observation():
+    """The symmetry maps against physics: mirror the action, and the robot's state comes out mirrored."""
+    config = load_config(overrides={"env": {"initial_joint_noise": 0.0}})
+    (obs_perm, obs_sign), (act_perm, act_sign), _ = mirror_maps(CURRENT_CONTRACT, PupperEnv(config, randomize=False).profile)
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(-0.5, 0.5, (25, 12))
+    finals = []
+    for mirrored in (False, True):
+        e = PupperEnv(config, randomize=False)
+        e.reset(seed=0, options={"command": [0.0, 0.0, 0.0]})
+        e.sim.reset()  # yaw 0, so the world mirror plane is the body's
+        for a in actions:
+            obs, *_ = e.step(a[act_perm] * act_sign if mirrored else a)
+        finals.append(obs)
+        e.close()
+    skip = slice(6, 11)  # command (zero both ways) and gait clock (the clock does not run mirrored in physics)
+    expected = finals[0][obs_perm] * obs_sign
+    keep = np.ones(len(expected), dtype=bool)
+    keep[skip] = False
+    np.testing.assert_allclose(finals[1][keep], expected[keep], atol=2e-3)
+
+
+def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
+    with pytest.raises(ConfigError, match="unknown config key 'ppo.learning_rat'"):
+        load_config(overrides={"ppo": {"learning_rat": 1e-3}})
+    with pytest.raises(ConfigError, match=r"randomization.friction must satisfy"):
+        load_config(overrides={"randomization": {"friction": [1.4, 0.6]}})
+    with pytest.raises(ConfigError, match="rewards.weights: unknown term"):
+        load_config(overrides={"rewards": {"weights": {"happiness": 1.0}}})
+    with pytest.raises(ConfigError, match="envs must be >= 1"):
+        load_config(overrides={"envs": 0})
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "absent.yaml")

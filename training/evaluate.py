@@ -1,0 +1,229 @@
+"""``pupper-eval``: a policy file run through onnxruntime (not torch) in the randomized environment over a fixed
+suite of commands; writes metrics JSON, plots of commanded against measured velocity, and optionally a GIF.
+
+Tracking error is measured on velocities averaged over 1 s windows (two and a half gait cycles, so the stride's own
+oscillation is not counted as error), after a 1 s settling time at the start of each episode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SUITE = {
+    "stand": (0.0, 0.0, 0.0),
+    "forward_0.3": (0.3, 0.0, 0.0),
+    "forward_0.6": (0.6, 0.0, 0.0),
+    "backward_0.3": (-0.3, 0.0, 0.0),
+    "left_0.3": (0.0, 0.3, 0.0),
+    "right_0.3": (0.0, -0.3, 0.0),
+    "turn_left_1": (0.0, 0.0, 1.0),
+    "turn_right_1": (0.0, 0.0, -1.0),
+}
+WINDOW_SECONDS = 1.0
+SETTLE_SECONDS = 1.0
+BAR = {"linear_error": 0.1, "yaw_error": 0.3, "standing_drift": 0.05}
+
+
+@dataclass
+class EpisodeResult:
+    fell: bool
+    seconds: float
+    linear_error: float  # m/s
+    yaw_error: float  # rad/s
+    drift: float  # m/s, mean horizontal speed (meaningful when standing)
+    distance: float  # m, start to end in the plane
+    energy: float  # J, integral of |torque * joint velocity|
+    trace: dict  # time, commanded and measured windows for plots
+
+
+def run_episode(env, policy, command, seconds: float, seed: int, frames: list | None = None) -> EpisodeResult:
+    obs, _ = env.reset(seed=seed, options={"command": command})
+    start = env.sim.state().base_position.copy()
+    steps = int(round(seconds / env.dt))
+    window = int(round(WINDOW_SECONDS / env.dt))
+    settle = int(round(SETTLE_SECONDS / env.dt))
+    velocity = np.zeros((steps, 3))  # vx, vy (body), yaw rate
+    energy, fell, taken = 0.0, False, 0
+    for k in range(steps):
+        obs, _, terminated, _, info = env.step(policy(obs))
+        velocity[k, :2] = info["base_linear_velocity"][:2]
+        velocity[k, 2] = info["base_angular_velocity"][2]
+        energy += float(np.sum(np.abs(info["joint_torque"] * info["joint_velocity"]))) * env.dt
+        taken = k + 1
+        if frames is not None and k % 2 == 0:
+            frames.append(env.render())
+        if terminated:
+            fell = True
+            break
+    end = env.sim.state().base_position
+    usable = velocity[settle:taken]
+    n_windows = len(usable) // window
+    means = usable[: n_windows * window].reshape(n_windows, window, 3).mean(axis=1) if n_windows else usable.mean(axis=0, keepdims=True)
+    cmd = np.asarray(command)
+    return EpisodeResult(
+        fell=fell,
+        seconds=taken * env.dt,
+        linear_error=float(np.mean(np.linalg.norm(means[:, :2] - cmd[:2], axis=1))),
+        yaw_error=float(np.mean(np.abs(means[:, 2] - cmd[2]))),
+        drift=float(np.mean(np.linalg.norm(means[:, :2], axis=1))),
+        distance=float(np.linalg.norm(end[:2] - start[:2])),
+        energy=energy,
+        trace={"t": (SETTLE_SECONDS + WINDOW_SECONDS * (np.arange(len(means)) + 0.5)).tolist(), "measured": means.tolist()},
+    )
+
+
+def _evaluate_command(args):
+    name, command, policy_path, episodes, seconds, randomize, seed, robot = args
+    from pupper_ros.policy import load_policy
+    from pupper_ros.robot_profile import load_robot_profile
+    from training.config import load_config
+    from training.env import PupperEnv
+
+    config = load_config(overrides={"robot": robot, "env": {"episode_seconds": seconds + 1.0}})
+    env = PupperEnv(config, randomize=randomize)
+    policy = load_policy(policy_path, load_robot_profile(robot))
+    results = [run_episode(env, policy, command, seconds, seed + i) for i in range(episodes)]
+    env.close()
+    return name, command, results
+
+
+def summarize(name: str, command, results: list[EpisodeResult]) -> dict:
+    return {
+        "command": {"vx": command[0], "vy": command[1], "yaw_rate": command[2]},
+        "episodes": len(results),
+        "falls": sum(r.fell for r in results),
+        "linear_tracking_error": float(np.mean([r.linear_error for r in results])),
+        "yaw_tracking_error": float(np.mean([r.yaw_error for r in results])),
+        "drift": float(np.mean([r.drift for r in results])),
+        "distance": float(np.mean([r.distance for r in results])),
+        "energy": float(np.mean([r.energy for r in results])),
+    }
+
+
+def passes_bar(metrics: dict) -> tuple[bool, list[str]]:
+    failures = []
+    for name, m in metrics["commands"].items():
+        if m["falls"]:
+            failures.append(f"{name}: {m['falls']} fall(s)")
+        if name == "stand":
+            if m["drift"] > BAR["standing_drift"]:
+                failures.append(f"stand: drift {m['drift']:.3f} m/s > {BAR['standing_drift']}")
+            continue
+        if m["linear_tracking_error"] > BAR["linear_error"]:
+            failures.append(f"{name}: linear error {m['linear_tracking_error']:.3f} m/s > {BAR['linear_error']}")
+        if m["yaw_tracking_error"] > BAR["yaw_error"]:
+            failures.append(f"{name}: yaw error {m['yaw_tracking_error']:.3f} rad/s > {BAR['yaw_error']}")
+    return not failures, failures
+
+
+def plot(traces: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 4, figsize=(16, 7), sharex=True)
+    for ax, (name, (command, trace)) in zip(axes.flat, traces.items()):
+        t, measured = np.array(trace["t"]), np.array(trace["measured"]).reshape(-1, 3)
+        for i, (label, colour) in enumerate((("vx m/s", "C0"), ("vy m/s", "C1"), ("yaw rad/s", "C2"))):
+            ax.plot(t, measured[:, i], colour, label=f"measured {label}")
+            ax.axhline(command[i], color=colour, linestyle="--", linewidth=1)
+        ax.set_title(name)
+        ax.set_xlabel("s")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle("commanded (dashed) and measured velocity, 1 s windows, first episode")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def evaluate(policy_path: Path, out_dir: Path, episodes: int = 20, seconds: float = 10.0, randomize: bool = True,
+             seed: int = 1000, commands: dict | None = None, workers: int = 0, robot: str = "pupper_v3") -> dict:
+    commands = commands or SUITE
+    jobs = [(name, cmd, str(policy_path), episodes, seconds, randomize, seed, robot) for name, cmd in commands.items()]
+    workers = workers or min(len(jobs), mp.cpu_count() or 1)
+    if workers > 1:
+        with mp.get_context("spawn").Pool(workers) as pool:
+            outputs = pool.map(_evaluate_command, jobs)
+    else:
+        outputs = [_evaluate_command(j) for j in jobs]
+    metrics = {
+        "policy": str(policy_path),
+        "episodes_per_command": episodes,
+        "episode_seconds": seconds,
+        "randomized_dynamics": randomize,
+        "seed": seed,
+        "window_seconds": WINDOW_SECONDS,
+        "settle_seconds": SETTLE_SECONDS,
+        "commands": {name: summarize(name, cmd, results) for name, cmd, results in outputs},
+    }
+    ok, failures = passes_bar(metrics)
+    metrics["bar"] = dict(BAR, passed=ok, failures=failures)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "eval_metrics.json").write_text(json.dumps(metrics, indent=2))
+    plot({name: (cmd, results[0].trace) for name, cmd, results in outputs}, out_dir / "eval_velocity.png")
+    return metrics
+
+
+def record_gif(policy_path: Path, path: Path, command, seconds: float = 5.0, robot: str = "pupper_v3") -> None:
+    from PIL import Image
+
+    from pupper_ros.policy import load_policy
+    from pupper_ros.robot_profile import load_robot_profile
+    from training.config import load_config
+    from training.env import PupperEnv
+
+    env = PupperEnv(load_config(overrides={"robot": robot}), render_mode="rgb_array", randomize=False)
+    frames: list = []
+    run_episode(env, load_policy(policy_path, load_robot_profile(robot)), command, seconds, 0, frames)
+    env.close()
+    images = [Image.fromarray(f) for f in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 * 2 * env.dt), loop=0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pupper-eval", description="Evaluate an ONNX Pupper policy in simulation (onnxruntime).")
+    parser.add_argument("policy", type=Path, help="the .onnx policy file")
+    parser.add_argument("-o", "--out", type=Path, default=Path("eval"), help="directory for metrics JSON and plots")
+    parser.add_argument("--episodes", type=int, default=20, help="episodes per command")
+    parser.add_argument("--seconds", type=float, default=10.0, help="episode length")
+    parser.add_argument("--no-randomize", action="store_true", help="nominal dynamics, no noise or pushes")
+    parser.add_argument("--command", nargs=3, type=float, metavar=("VX", "VY", "YAW"), help="evaluate this command only")
+    parser.add_argument("--video", type=Path, help="also write an animated GIF of a forward walk (TinyRenderer)")
+    parser.add_argument("--workers", type=int, default=0, help="processes (0 = one per core)")
+    parser.add_argument("--seed", type=int, default=1000)
+    args = parser.parse_args(argv)
+
+    from pupper_ros.policy import PolicyLoadError, load_policy
+    from pupper_ros.robot_profile import load_robot_profile
+
+    try:
+        load_policy(args.policy, load_robot_profile())
+    except PolicyLoadError as exc:
+        print(f"pupper-eval: {exc}", file=sys.stderr)
+        return 2
+    commands = {"custom": tuple(args.command)} if args.command else None
+    metrics = evaluate(args.policy, args.out, args.episodes, args.seconds, not args.no_randomize, args.seed, commands, args.workers)
+    print(f"{'command':14s} {'falls':>5s} {'lin err':>8s} {'yaw err':>8s} {'drift':>7s} {'dist m':>7s} {'energy J':>9s}")
+    for name, m in metrics["commands"].items():
+        print(f"{name:14s} {m['falls']:5d} {m['linear_tracking_error']:8.3f} {m['yaw_tracking_error']:8.3f} "
+              f"{m['drift']:7.3f} {m['distance']:7.2f} {m['energy']:9.1f}")
+    bar = metrics["bar"]
+    print("bar: " + ("PASSED" if bar["passed"] else "not met: " + "; ".join(bar["failures"])))
+    print(f"wrote {args.out / 'eval_metrics.json'} and {args.out / 'eval_velocity.png'}")
+    if args.video:
+        record_gif(args.policy, args.video, (0.3, 0.0, 0.0))
+        print(f"wrote {args.video}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
