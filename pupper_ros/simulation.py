@@ -87,6 +87,16 @@ def _fixed_child_offsets(urdf_path: Path) -> dict[str, tuple[str, np.ndarray]]:
     return offsets
 
 
+def _sphere_radius(urdf_path: Path, link: str) -> float:
+    root = ET.parse(urdf_path).getroot()
+    for node in root.findall("link"):
+        if node.get("name") == link:
+            sphere = node.find("collision/geometry/sphere")
+            if sphere is not None:
+                return float(sphere.get("radius"))
+    raise ValueError(f"{urdf_path}: foot link {link} has no sphere collision")
+
+
 class PupperSimulation:
     """One Pupper on flat ground in its own PyBullet client (DIRECT unless ``gui``)."""
 
@@ -128,6 +138,7 @@ class PupperSimulation:
             self.foot_link_ids.append(by_name["link:" + parent])
             feet_offsets.append(offset)
         self.foot_offsets = np.array(feet_offsets)
+        self.foot_radius = _sphere_radius(profile.urdf_path, profile.feet[0])
 
         self._base_com_offset = np.array(c.getDynamicsInfo(self.robot, -1)[3])  # base_link origin in the COM frame
         n = profile.num_joints

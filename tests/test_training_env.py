@@ -58,6 +58,7 @@ def make_inputs(**changes):
         foot_contact=np.array([True, False, False, True]), first_contact=np.zeros(4, dtype=bool),
         air_time=np.zeros(4), foot_speed_xy=np.zeros(4), desired_stance=np.array([True, False, False, True]),
         terminated=False, tracking_sigma=0.25, air_time_target=0.2, moving_command=True,
+        foot_height=np.zeros(4), swing_height_target=0.04,
     )
     base.update(changes)
     return rewards.RewardInputs(**base)
@@ -155,3 +156,11 @@ def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
         load_config(overrides={"envs": 0})
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "absent.yaml")
+
+
+def test_swing_height_counts_only_feet_the_clock_has_in_swing():
+    inputs = make_inputs(foot_height=np.array([0.0, 0.02, 0.08, 0.0]), swing_height_target=0.04,
+                         desired_stance=np.array([True, False, False, True]))
+    assert rewards.swing_height(inputs) == pytest.approx((0.02 + 0.04) / (0.04 * 4))
+    standing = make_inputs(foot_height=np.full(4, 0.05), swing_height_target=0.04, desired_stance=np.ones(4, dtype=bool))
+    assert rewards.swing_height(standing) == 0.0

@@ -103,6 +103,7 @@ class RandomizationConfig:
 class RewardConfig:
     tracking_sigma: float = 0.25
     air_time_target: float = 0.2  # s, half a gait period
+    swing_height_target: float = 0.04  # m, foot clearance asked of swing feet
     only_positive: bool = True  # clip the per-step sum (termination excluded) at zero, as legged_gym
     weights: dict = field(default_factory=dict)
 

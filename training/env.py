@@ -169,7 +169,8 @@ class PupperEnv(gym.Env):
             action=action, last_action=self.last_action, foot_contact=contacts, first_contact=first_contact,
             air_time=swing_time, foot_speed_xy=foot_speed, desired_stance=desired_stance, terminated=terminated,
             tracking_sigma=self.config.rewards.tracking_sigma, air_time_target=self.config.rewards.air_time_target,
-            moving_command=moving,
+            moving_command=moving, foot_height=feet[:, 2] - self.sim.foot_radius,
+            swing_height_target=self.config.rewards.swing_height_target,
         )
         reward, terms = total_reward(inputs, self.config.rewards.weights, self.dt, self.config.rewards.only_positive)
         self.last_action = action

@@ -22,6 +22,8 @@ class RewardInputs:
     air_time: np.ndarray  # s, per foot, the swing that just ended (valid where first_contact)
     foot_speed_xy: np.ndarray  # m/s per foot
     desired_stance: np.ndarray  # bool per foot, from the gait clock
+    foot_height: np.ndarray  # m, foot sphere bottom above the ground
+    swing_height_target: float
     terminated: bool
     tracking_sigma: float
     air_time_target: float
@@ -74,6 +76,14 @@ def gait_contact(r: RewardInputs) -> float:
     return float(np.mean(r.foot_contact == r.desired_stance))
 
 
+def swing_height(r: RewardInputs) -> float:
+    """How close the feet the gait clock has in swing come to the target clearance (0 when standing)."""
+    swing = ~r.desired_stance
+    if not np.any(swing):
+        return 0.0
+    return float(np.sum(np.minimum(r.foot_height[swing], r.swing_height_target)) / (r.swing_height_target * 4))
+
+
 def pose(r: RewardInputs) -> float:
     return float(np.sum(np.square(r.joint_position_offset)))
 
@@ -86,7 +96,7 @@ REWARD_TERMS = {
     f.__name__: f
     for f in (
         tracking_linear_velocity, tracking_yaw_rate, vertical_velocity, roll_pitch_rate, orientation, torques,
-        action_rate, feet_air_time, foot_slip, gait_contact, pose, termination,
+        action_rate, feet_air_time, foot_slip, gait_contact, swing_height, pose, termination,
     )
 }
 UNSCALED_TERMS = {"termination"}  # applied once per episode, not per second

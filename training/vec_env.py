@@ -31,6 +31,8 @@ class EnvGroup:
 
     def reset(self):
         obs = np.stack([env.reset(seed=seed)[0] for env, seed in zip(self.envs, self._seeds)])
+        for env in self.envs:  # spread the first time-outs over an episode, so they do not all come at once
+            env.steps = int(env.np_random.integers(env.max_episode_steps))
         return obs, np.stack([e.critic_observation for e in self.envs])
 
     def step(self, actions: np.ndarray):
