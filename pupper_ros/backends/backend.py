@@ -1,0 +1,40 @@
+"""The backend interface the control loop drives."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from pupper_ros.safety import JointCommand, SensorSample
+
+
+class BackendError(RuntimeError):
+    """The robot link failed (port gone, simulator died); the supervisor turns it into DAMPING."""
+
+
+class Backend(ABC):
+    """``open`` once, then per tick ``latest_sample`` and ``write``; ``close`` always leaves the motors damped or idle."""
+
+    #: Whether the control loop must advance the backend's time itself (a simulator in lock-step).
+    lockstep: bool = False
+
+    @abstractmethod
+    def open(self) -> None: ...
+
+    @abstractmethod
+    def latest_sample(self, now: float) -> SensorSample | None:
+        """The newest sensor sample, stamped on the control loop's clock; never blocks."""
+
+    @abstractmethod
+    def write(self, command: JointCommand, now: float) -> None:
+        """Send a joint command; never blocks for long. Raises BackendError when the link is gone."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Leave the motors damped (or idle) and release the link; safe to call twice."""
+
+    def diagnostics(self) -> dict[str, str]:
+        return {}
+
+    def ground_truth(self):
+        """(position xyz, orientation xyzw, linear velocity world, angular velocity world), or None off simulation."""
+        return None

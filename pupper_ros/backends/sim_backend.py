@@ -1,0 +1,91 @@
+"""The simulated Pupper as a backend: the shared PyBullet simulation, advanced by one control period per write.
+
+In real-time mode the control loop paces the writes on the wall clock; in lock-step mode the loop runs on simulated
+time as fast as it can (tests), so runs are deterministic and faster than real time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pupper_ros.backends.backend import Backend, BackendError
+from pupper_ros.robot_profile import RobotProfile
+from pupper_ros.safety import JointCommand, SensorSample
+from pupper_ros.simulation import GRAVITY, PupperSimulation
+
+
+class SimBackend(Backend):
+    def __init__(self, profile: RobotProfile, control_period: float, *, gui: bool = False, realtime: bool = True,
+                 physics_dt: float | None = None):
+        self.profile = profile
+        self.control_period = control_period
+        self.gui = gui
+        self.lockstep = not realtime
+        self._physics_dt = physics_dt
+        self.sim: PupperSimulation | None = None
+        self._substeps = 1
+        self._sample: SensorSample | None = None
+        self._last_velocity_world = np.zeros(3)
+        self.frames: list = []  # filled when recording
+
+    def open(self) -> None:
+        from pupper_ros.simulation import DEFAULT_PHYSICS_DT
+
+        dt = self._physics_dt or DEFAULT_PHYSICS_DT
+        self._substeps = max(1, round(self.control_period / dt))
+        self.sim = PupperSimulation(self.profile, physics_dt=self.control_period / self._substeps, gui=self.gui)
+        # The robot starts lying on its belly with limp legs, as a real robot does before activation.
+        self.sim.reset(joint_position=self.profile.default_pose, base_height=self.profile.standing_height)
+        self.sim.set_targets(self.profile.default_pose, kp=0.0, kd=0.1)
+        self.sim.step(int(round(1.0 / self.sim.physics_dt)))
+        n = self.profile.num_joints
+        self._sample = SensorSample(0.0, np.zeros(n), np.zeros(n), np.array([0, 0, 0, 1.0]), np.zeros(3), np.zeros(3))
+        self._refresh(0.0)
+
+    def _refresh(self, now: float) -> None:
+        state = self.sim.state()
+        s = self._sample
+        s.stamp = now
+        s.joint_position[:] = state.joint_position
+        s.joint_velocity[:] = state.joint_velocity
+        s.orientation[:] = state.base_orientation
+        s.angular_velocity[:] = state.base_angular_velocity
+        _, _, velocity_world, _ = self.ground_truth()
+        rot = np.array(self.sim.client.getMatrixFromQuaternion(state.base_orientation)).reshape(3, 3)
+        acceleration_world = (velocity_world - self._last_velocity_world) / self.control_period
+        self._last_velocity_world = velocity_world
+        s.linear_acceleration[:] = rot.T @ (acceleration_world + np.array([0.0, 0.0, GRAVITY]))
+
+    def latest_sample(self, now: float) -> SensorSample | None:
+        # The simulator's state is current by construction: its sensors are never stale.
+        self._sample.stamp = now
+        return self._sample
+
+    def write(self, command: JointCommand, now: float) -> None:
+        if self.sim is None:
+            raise BackendError("simulation is not open")
+        self.sim.set_targets(command.position, kp=command.kp, kd=command.kd)
+        try:
+            self.sim.step(self._substeps)
+        except Exception as exc:  # pybullet.error when the physics server is gone (e.g. the GUI closed)
+            raise BackendError(f"simulation failed: {exc}") from exc
+        self._refresh(now + self.control_period)
+
+    def close(self) -> None:
+        if self.sim is not None:
+            self.sim.close()
+            self.sim = None
+
+    def ground_truth(self):
+        c, robot = self.sim.client, self.sim.robot
+        state = self.sim.state()
+        linear, angular = c.getBaseVelocity(robot)
+        return state.base_position, state.base_orientation, np.array(linear), np.array(angular)
+
+    def render_frame(self, width: int = 320, height: int = 240) -> np.ndarray:
+        c = self.sim.client
+        base = self.sim.state().base_position
+        view = c.computeViewMatrixFromYawPitchRoll(base.tolist(), 0.7, 30.0, -20.0, 0.0, 2)
+        proj = c.computeProjectionMatrixFOV(60, width / height, 0.05, 5.0)
+        _, _, rgba, _, _ = c.getCameraImage(width, height, view, proj, renderer=c.ER_TINY_RENDERER)
+        return np.asarray(rgba, dtype=np.uint8).reshape(height, width, 4)[:, :, :3]

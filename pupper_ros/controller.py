@@ -1,0 +1,118 @@
+"""One control tick, start to finish: sensors -> observation -> policy -> safety -> command.
+
+Everything is allocated in ``__init__`` (configure time); ``tick`` only reads, computes and writes. The ROS node and
+the tests drive the same ``Controller``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from pupper_ros.backends import Backend, BackendError
+from pupper_ros.contract import ActionMapping, GaitClock, ObservationBuilder, projected_gravity
+from pupper_ros.policy import OnnxPolicy
+from pupper_ros.robot_profile import RobotProfile
+from pupper_ros.safety import JointCommand, SafetySupervisor, SensorSample, State
+
+
+class Controller:
+    def __init__(self, profile: RobotProfile, policy: OnnxPolicy, supervisor: SafetySupervisor, backend: Backend,
+                 ticks_per_policy_step: int):
+        self.profile = profile
+        self.policy = policy
+        self.supervisor = supervisor
+        self.backend = backend
+        self.ticks_per_policy_step = ticks_per_policy_step
+        contract = policy.contract
+        self.builder = ObservationBuilder(contract, profile)
+        self.mapping = ActionMapping(contract, profile)
+        self.clock = GaitClock(contract)
+        n = profile.num_joints
+        self.last_action = np.zeros(n)
+        self.policy_target = profile.default_pose.copy()
+        self.command = JointCommand(n)
+        self.sample: SensorSample | None = None
+        self._gravity = np.zeros(3)
+        self._ticks = 0
+        self._policy_was_needed = False
+        self.last_inference_s = 0.0
+        self.ran_policy = False  # whether the last tick ran the policy
+        self.lock = threading.Lock()  # guards the supervisor between the loop thread and ROS callbacks
+
+    def tick(self, now: float) -> JointCommand:
+        with self.lock:
+            sup = self.supervisor
+            sample = self.backend.latest_sample(now)
+            self.sample = sample
+            needed = sup.needs_policy
+            if needed and not self._policy_was_needed:
+                self._start_policy()
+            self._policy_was_needed = needed
+            self.ran_policy = needed and sample is not None and self._ticks % self.ticks_per_policy_step == 0
+            if self.ran_policy:
+                self._run_policy(sample, sup.update_command(now))
+            elif not needed:
+                sup.update_command(now)
+            self._ticks += 1
+            sup.step(sample, now, self.policy_target if needed else None, self.command)
+        try:
+            self.backend.write(self.command, now)
+        except BackendError as exc:
+            with self.lock:
+                sup.fault(f"backend error: {exc}")
+        return self.command
+
+    def _start_policy(self) -> None:
+        self.builder.reset()
+        self.clock.reset()
+        self.last_action[:] = 0.0
+        self._ticks = 0
+
+    def _run_policy(self, sample: SensorSample, command: np.ndarray) -> None:
+        projected_gravity(sample.orientation, out=self._gravity)
+        observation = self.builder.build(
+            base_angular_velocity=sample.angular_velocity,
+            projected_gravity=self._gravity,
+            velocity_command=command,
+            gait_phase=self.clock.phase,
+            joint_position=sample.joint_position,
+            joint_velocity=sample.joint_velocity,
+            last_action=self.last_action,
+        )
+        started = time.perf_counter()
+        action = self.policy(observation)
+        self.last_inference_s = time.perf_counter() - started
+        if not np.all(np.isfinite(action)):
+            self.policy_target[:] = np.nan  # the supervisor faults on it
+            return
+        self.mapping.clip_action(action, out=self.last_action)
+        self.mapping.to_targets(self.last_action, out=self.policy_target)
+        self.clock.advance()
+
+    # --- operator actions, callable from any thread ------------------------------------------------------------
+    def activate(self, now: float) -> bool:
+        with self.lock:
+            return self.supervisor.activate(self.backend.latest_sample(now))
+
+    def deactivate(self) -> None:
+        with self.lock:
+            self.supervisor.deactivate()
+
+    def set_command(self, command, now: float) -> bool:
+        with self.lock:
+            return self.supervisor.set_command(command, now)
+
+    def emergency_stop(self) -> None:
+        with self.lock:
+            self.supervisor.emergency_stop()
+
+    def clear_fault(self, now: float) -> tuple[bool, str]:
+        with self.lock:
+            return self.supervisor.clear_fault(self.backend.latest_sample(now), now)
+
+    @property
+    def state(self) -> State:
+        return self.supervisor.state

@@ -1,0 +1,113 @@
+"""The built-in demo: a command script sent over /cmd_vel, measured on /odom, summarised as a table."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from geometry_msgs.msg import Twist
+from nav_msgs.msg import Odometry
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import String
+
+SCRIPT = (
+    ("stand", 3.0, (0.0, 0.0, 0.0)),
+    ("forward", 5.0, (0.3, 0.0, 0.0)),
+    ("turn left", 5.0, (0.0, 0.0, 1.0)),
+    ("sideways", 5.0, (0.0, 0.3, 0.0)),
+    ("backward", 5.0, (-0.3, 0.0, 0.0)),
+    ("stop", 3.0, (0.0, 0.0, 0.0)),
+)
+SETTLE_SECONDS = 1.0  # the start of each segment is acceleration, not tracking
+
+
+@dataclass
+class Segment:
+    name: str
+    seconds: float
+    command: tuple
+    samples: list = field(default_factory=list)  # (vx, vy, yaw rate) body frame, after settling
+    start: np.ndarray | None = None
+    end: np.ndarray | None = None
+
+
+class DemoDriver(Node):
+    """Waits for WALKING, then plays ``SCRIPT`` on /cmd_vel at 20 Hz and records /odom."""
+
+    def __init__(self, walk_node_name: str = "pupper_walk", script=SCRIPT):
+        super().__init__("pupper_demo")
+        self.segments = [Segment(n, s, c) for n, s, c in script]
+        self.cmd_pub = self.create_publisher(Twist, "/cmd_vel", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.create_subscription(String, f"/{walk_node_name}/state", self._on_state, latched)
+        self.create_subscription(Odometry, "/odom", self._on_odom, 50)
+        self.timer = self.create_timer(0.05, self._on_timer)
+        self.state = "INACTIVE"
+        self.states_seen: list[str] = []
+        self.index = -1
+        self.segment_started = 0.0
+        self.done = False
+        self.failed = ""
+        self.pose = None
+        self.waited = 0.0
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _on_state(self, msg: String) -> None:
+        self.state = msg.data
+        self.states_seen.append(msg.data)
+        if msg.data == "DAMPING" and self.index >= 0 and not self.done:
+            self.failed = "the robot went to DAMPING during the demo"
+            self.done = True
+
+    def _on_odom(self, msg: Odometry) -> None:
+        p = msg.pose.pose.position
+        self.pose = np.array([p.x, p.y, p.z])
+        if 0 <= self.index < len(self.segments) and self._now() - self.segment_started >= SETTLE_SECONDS:
+            t = msg.twist.twist
+            self.segments[self.index].samples.append((t.linear.x, t.linear.y, t.angular.z))
+
+    def _on_timer(self) -> None:
+        if self.done:
+            return
+        now = self._now()
+        if self.index < 0:
+            self.waited += 0.05
+            if self.state == "WALKING" and self.pose is not None:
+                self._begin(0, now)
+            elif self.waited > 30.0:
+                self.failed, self.done = f"robot never reached WALKING (state {self.state})", True
+            return
+        segment = self.segments[self.index]
+        if now - self.segment_started >= segment.seconds:
+            segment.end = self.pose.copy()
+            if self.index + 1 == len(self.segments):
+                self.cmd_pub.publish(Twist())
+                self.done = True
+                return
+            self._begin(self.index + 1, now)
+            segment = self.segments[self.index]
+        twist = Twist()
+        twist.linear.x, twist.linear.y, twist.angular.z = segment.command
+        self.cmd_pub.publish(twist)
+
+    def _begin(self, index: int, now: float) -> None:
+        self.index = index
+        self.segment_started = now
+        self.segments[index].start = self.pose.copy()
+        self.get_logger().info(f"demo: {self.segments[index].name} {self.segments[index].command}")
+
+    def table(self) -> str:
+        lines = [f"{'segment':10s} {'commanded vx vy yaw':>21s}   {'measured vx vy yaw':>21s}   {'distance m':>10s}"]
+        for s in self.segments:
+            if s.start is None:
+                continue
+            measured = np.mean(s.samples, axis=0) if s.samples else np.full(3, math.nan)
+            end = s.end if s.end is not None else s.start
+            distance = float(np.linalg.norm(end[:2] - s.start[:2]))
+            lines.append(f"{s.name:10s} {s.command[0]:6.2f} {s.command[1]:6.2f} {s.command[2]:6.2f}   "
+                         f"{measured[0]:6.2f} {measured[1]:6.2f} {measured[2]:6.2f}   {distance:10.2f}")
+        return "\n".join(lines)

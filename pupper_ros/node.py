@@ -1,0 +1,394 @@
+"""The ROS 2 shell of the walking daemon: the managed node ``pupper_walk``.
+
+Lifecycle: configure loads and validates the profile, the policy and the parameters and opens the backend;
+activate starts the control loop and the stand-up; deactivate and shutdown leave the robot in DAMPING.
+ROS callbacks only hand values to the controller (under its short lock) and publish snapshots that the control
+thread leaves behind; they never wait on the loop.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Twist, TwistStamped
+from nav_msgs.msg import Odometry
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import Imu, JointState
+from std_msgs.msg import Empty, String
+from std_srvs.srv import Trigger
+
+from pupper_ros import resources
+from pupper_ros.backends import backend_class
+from pupper_ros.control_loop import ControlLoop
+from pupper_ros.controller import Controller
+from pupper_ros.parameters import PARAMETERS
+from pupper_ros.policy import PolicyLoadError, load_policy
+from pupper_ros.robot_profile import ProfileError, load_robot_profile
+from pupper_ros.safety import JointCommand, SafetyLimits, SafetySupervisor, State
+
+NODE_NAME = "pupper_walk"
+TWIST_TYPES = {False: "geometry_msgs/msg/Twist", True: "geometry_msgs/msg/TwistStamped"}
+
+
+class ConfigurationError(ValueError):
+    """A parameter, profile or policy that cannot be used; the message names it."""
+
+
+class Telemetry:
+    """What the control thread leaves for the publishers: copied under a lock held for microseconds."""
+
+    def __init__(self, n: int):
+        self.lock = threading.Lock()
+        self.stamp = 0.0
+        self.joint_position = np.zeros(n)
+        self.joint_velocity = np.zeros(n)
+        self.orientation = np.array([0.0, 0.0, 0.0, 1.0])
+        self.angular_velocity = np.zeros(3)
+        self.linear_acceleration = np.zeros(3)
+        self.command = JointCommand(n)
+        self.truth = None  # (position, orientation, linear velocity world, angular velocity world)
+        self.sample_age = math.nan
+        self.valid = False
+
+    def capture(self, now: float, controller: Controller) -> None:
+        sample = controller.sample
+        truth = controller.backend.ground_truth()
+        with self.lock:
+            self.stamp = now
+            if sample is not None:
+                self.joint_position[:] = sample.joint_position
+                self.joint_velocity[:] = sample.joint_velocity
+                self.orientation[:] = sample.orientation
+                self.angular_velocity[:] = sample.angular_velocity
+                if sample.linear_acceleration is not None:
+                    self.linear_acceleration[:] = sample.linear_acceleration
+                self.sample_age = now - sample.stamp
+                self.valid = True
+            self.command.copy_from(controller.command)
+            self.truth = truth
+
+
+class WalkNode(LifecycleNode):
+    def __init__(self, **kwargs):
+        super().__init__(NODE_NAME, **kwargs)
+        for p in PARAMETERS:
+            descriptor = ParameterDescriptor(description=p.description)
+            if p.low is not None and isinstance(p.default, float):
+                descriptor.floating_point_range = [FloatingPointRange(from_value=float(p.low), to_value=float(p.high), step=0.0)]
+            elif p.low is not None and isinstance(p.default, int) and not isinstance(p.default, bool):
+                descriptor.integer_range = [IntegerRange(from_value=int(p.low), to_value=int(p.high), step=1)]
+            if p.choices:
+                descriptor.additional_constraints = f"one of: {', '.join(p.choices)}"
+            self.declare_parameter(p.name, p.default, descriptor)
+
+        self.controller: Controller | None = None
+        self.loop: ControlLoop | None = None
+        self.telemetry: Telemetry | None = None
+        self.configure_error = ""
+        self._last_state_published = None
+        self._warned_types: set[str] = set()
+        self._command_stamp = -math.inf
+        self._timers = []
+        self._publishers = []
+
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.state_pub = self.create_publisher(String, "~/state", latched)
+        self.create_subscription(Empty, "/emergency_stop", self._on_emergency_stop, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        self.create_service(Trigger, "~/clear_fault", self._on_clear_fault)
+        self._publish_state(State.INACTIVE.value)
+
+    # --- lifecycle ----------------------------------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._configure()
+        except ConfigurationError as exc:
+            self.configure_error = str(exc)
+            self.get_logger().error(f"configure failed: {exc}")
+            self._teardown()
+            return TransitionCallbackReturn.FAILURE
+        self.get_logger().info(
+            f"configured: robot {self.profile.name}, backend {self.get_parameter('backend').value}, policy {self.policy.info.path}, "
+            f"control {1.0 / self.loop.period:.0f} Hz (policy every {self.controller.ticks_per_policy_step} ticks)"
+        )
+        return TransitionCallbackReturn.SUCCESS
+
+    def _param(self, name):
+        return self.get_parameter(name).value
+
+    def _configure(self) -> None:
+        backend_name = self._param("backend")
+        try:
+            backend_cls = backend_class(backend_name)
+        except ValueError as exc:
+            raise ConfigurationError(f"parameter 'backend': {exc}") from exc
+        try:
+            self.profile = profile = load_robot_profile(self._param("robot"))
+        except ProfileError as exc:
+            raise ConfigurationError(f"parameter 'robot': {exc}") from exc
+        policy_path = self._param("policy") or str(resources.default_policy_path(profile.name))
+        try:
+            self.policy = policy = load_policy(Path(policy_path).expanduser(), profile)
+        except PolicyLoadError as exc:
+            raise ConfigurationError(f"parameter 'policy': {exc}") from exc
+
+        policy_rate = policy.contract.control_rate_hz
+        rate = self._param("control_rate") or policy_rate
+        if rate <= 0 or not math.isfinite(rate):
+            raise ConfigurationError(f"parameter 'control_rate' must be positive, got {rate}")
+        ratio = rate / policy_rate
+        if abs(ratio - round(ratio)) > 1e-6 or round(ratio) < 1:
+            raise ConfigurationError(f"parameter 'control_rate' {rate} Hz must be a whole multiple of the policy's {policy_rate} Hz")
+        period = 1.0 / rate
+        try:
+            limits = SafetyLimits(
+                control_period=period,
+                command_timeout=self._param("command_timeout"),
+                soft_start_duration=self._param("soft_start_duration"),
+                fade_in_duration=self._param("fade_in_duration"),
+                sensor_timeout=self._param("sensor_timeout"),
+                tilt_limit=self._param("tilt_limit") or profile.tilt_limit,
+                damping_kd=self._param("damping_kd"),
+                joint_limit_margin=self._param("joint_limit_margin"),
+                max_joint_speed=self._param("max_joint_speed") or profile.velocity_limit,
+                max_consecutive_overruns=self._param("max_consecutive_overruns"),
+            )
+            supervisor = SafetySupervisor(profile, limits, policy.info.command_low, policy.info.command_high)
+        except ValueError as exc:
+            raise ConfigurationError(f"parameter '{str(exc).split()[0]}': {exc}") from exc
+
+        if backend_name == "sim":
+            backend = backend_cls(profile, period, gui=self._param("sim_gui"), realtime=self._param("sim_realtime"))
+        else:
+            backend = backend_cls(profile, period, port=self._param("serial_port"), baud=self._param("serial_baud"))
+        try:
+            backend.open()
+        except Exception as exc:
+            raise ConfigurationError(f"backend '{backend_name}' failed to open: {exc}") from exc
+        self.backend = backend
+        self.controller = Controller(profile, policy, supervisor, backend, int(round(ratio)))
+        self.telemetry = Telemetry(profile.num_joints)
+        self.loop = ControlLoop(self.controller, period, lockstep=backend.lockstep, on_tick=self.telemetry.capture)
+
+        self._joint_names = list(profile.joints)
+        sensor = qos_profile_sensor_data
+        self.joint_state_pub = self.create_publisher(JointState, "/joint_states", sensor)
+        self.imu_pub = self.create_publisher(Imu, "/imu/data", sensor)
+        self.joint_command_pub = self.create_publisher(JointState, "~/joint_commands", sensor)
+        self.odom_pub = self.create_publisher(Odometry, "/odom", 10) if backend.ground_truth() is not None else None
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._publishers = [p for p in (self.joint_state_pub, self.imu_pub, self.joint_command_pub, self.odom_pub, self.diagnostics_pub) if p]
+        stamped = self._param("stamped_cmd_vel")
+        self._cmd_type = TWIST_TYPES[stamped]
+        self.cmd_sub = self.create_subscription(TwistStamped if stamped else Twist, "/cmd_vel", self._on_cmd_vel,
+                                                QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        self._timers = [
+            self.create_timer(1.0 / self._param("publish_rate"), self._publish_telemetry),
+            self.create_timer(1.0, self._publish_diagnostics),
+        ]
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self.controller is None:
+            return TransitionCallbackReturn.FAILURE
+        if not self.controller.activate(self.loop.now()):
+            self.get_logger().error(f"activate refused: {self.controller.supervisor.fault_reason}")
+        if not self.loop.running:
+            self.loop.start()
+        self.get_logger().info("active: standing up")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_in_damping("deactivated")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_in_damping(self, reason: str) -> None:
+        """Stop the loop, then send one damping command from this thread (the loop is no longer writing)."""
+        if self.controller is None:
+            return
+        with self.controller.lock:
+            self.controller.supervisor.deactivate(reason)
+        if self.loop is not None:
+            self.loop.stop()
+        try:
+            self.controller.tick(self.loop.now())
+        except Exception as exc:  # the link may already be gone; closing the backend damps it again
+            self.get_logger().warning(f"final damping command failed: {exc}")
+        self._publish_state(State.DAMPING.value)
+
+    def _teardown(self) -> None:
+        if self.controller is not None:
+            self._stop_in_damping("shut down")
+            self.controller.backend.close()
+        for timer in self._timers:
+            self.destroy_timer(timer)
+        for pub in self._publishers:
+            self.destroy_publisher(pub)
+        if getattr(self, "cmd_sub", None) is not None:
+            self.destroy_subscription(self.cmd_sub)
+            self.cmd_sub = None
+        self._timers, self._publishers = [], []
+        self.controller = self.loop = None
+
+    def shutdown_safely(self) -> None:
+        """Signal path: damping out, backend closed; callable once from the main thread."""
+        self._teardown()
+
+    # --- inputs -------------------------------------------------------------------------------------------------
+    def _on_cmd_vel(self, msg) -> None:
+        controller, loop = self.controller, self.loop
+        if controller is None:
+            return
+        twist = msg.twist if isinstance(msg, TwistStamped) else msg
+        if isinstance(msg, TwistStamped):
+            stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+            age = self.get_clock().now().nanoseconds * 1e-9 - stamp
+            if stamp > 0 and age > self._param("command_timeout"):
+                with controller.lock:
+                    controller.supervisor.commands_rejected += 1
+                return
+        controller.set_command((twist.linear.x, twist.linear.y, twist.angular.z), loop.now())
+        self._command_stamp = loop.now()
+
+    def _on_emergency_stop(self, _msg) -> None:
+        if self.controller is not None:
+            self.controller.emergency_stop()
+            self.get_logger().warning("emergency stop: DAMPING (call ~/clear_fault to stand up again)")
+
+    def _on_clear_fault(self, _request, response):
+        if self.controller is None or self.loop is None or not self.loop.running:
+            response.success, response.message = False, "node is not active"
+            return response
+        response.success, response.message = self.controller.clear_fault(self.loop.now())
+        self.get_logger().info(f"clear_fault: {response.message}")
+        return response
+
+    # --- outputs ------------------------------------------------------------------------------------------------
+    def _publish_state(self, value: str) -> None:
+        if value != self._last_state_published:
+            self.state_pub.publish(String(data=value))
+            self._last_state_published = value
+
+    def _publish_telemetry(self) -> None:
+        controller, telemetry = self.controller, self.telemetry
+        if controller is None or telemetry is None:
+            return
+        self._publish_state(controller.state.value)
+        stamp = self.get_clock().now().to_msg()
+        with telemetry.lock:
+            if not telemetry.valid:
+                return
+            joints = JointState()
+            joints.header.stamp = stamp
+            joints.name = self._joint_names
+            joints.position = telemetry.joint_position.tolist()
+            joints.velocity = telemetry.joint_velocity.tolist()
+            commands = JointState()
+            commands.header.stamp = stamp
+            commands.name = self._joint_names
+            commands.position = telemetry.command.position.tolist()
+            commands.effort = []  # targets, not torques; gains are in /diagnostics
+            imu = Imu()
+            imu.header.stamp = stamp
+            imu.header.frame_id = self.profile.imu_link
+            x, y, z, w = telemetry.orientation.tolist()
+            imu.orientation.x, imu.orientation.y, imu.orientation.z, imu.orientation.w = x, y, z, w
+            av, la = telemetry.angular_velocity, telemetry.linear_acceleration
+            imu.angular_velocity.x, imu.angular_velocity.y, imu.angular_velocity.z = av.tolist()
+            imu.linear_acceleration.x, imu.linear_acceleration.y, imu.linear_acceleration.z = la.tolist()
+            truth = telemetry.truth
+        self.joint_state_pub.publish(joints)
+        self.joint_command_pub.publish(commands)
+        self.imu_pub.publish(imu)
+        if self.odom_pub is not None and truth is not None:
+            position, orientation, linear, angular = truth
+            odom = Odometry()
+            odom.header.stamp = stamp
+            odom.header.frame_id = "odom"
+            odom.child_frame_id = self.profile.base_link
+            odom.pose.pose.position.x, odom.pose.pose.position.y, odom.pose.pose.position.z = (float(v) for v in position)
+            o = odom.pose.pose.orientation
+            o.x, o.y, o.z, o.w = (float(v) for v in orientation)
+            rot = _rotation(orientation)  # the twist is in the child frame (REP 105 / nav_msgs)
+            lin_body, ang_body = rot.T @ linear, rot.T @ angular
+            odom.twist.twist.linear.x, odom.twist.twist.linear.y, odom.twist.twist.linear.z = (float(v) for v in lin_body)
+            odom.twist.twist.angular.x, odom.twist.twist.angular.y, odom.twist.twist.angular.z = (float(v) for v in ang_body)
+            self.odom_pub.publish(odom)
+
+    def _cmd_vel_type_problem(self) -> str:
+        others = [i for i in self.get_publishers_info_by_topic("/cmd_vel") if i.topic_type != self._cmd_type]
+        if not others:
+            return ""
+        kinds = sorted({i.topic_type for i in others})
+        message = (f"/cmd_vel has publisher(s) of type {', '.join(kinds)} but this node subscribes {self._cmd_type}; "
+                   f"their commands are ignored (set parameter stamped_cmd_vel to match)")
+        key = ",".join(kinds)
+        if key not in self._warned_types:
+            self._warned_types.add(key)
+            self.get_logger().warning(message)
+        return message
+
+    def _publish_diagnostics(self) -> None:
+        controller, loop, telemetry = self.controller, self.loop, self.telemetry
+        if controller is None:
+            return
+        stats = loop.stats.summary()
+        supervisor = controller.supervisor
+        type_problem = self._cmd_vel_type_problem()
+        state = controller.state
+        level = DiagnosticStatus.OK
+        message = state.value
+        if state == State.DAMPING and supervisor.fault_reason:
+            level, message = DiagnosticStatus.ERROR, f"DAMPING: {supervisor.fault_reason}"
+        elif type_problem:
+            level, message = DiagnosticStatus.WARN, type_problem
+        command_age = loop.now() - self._command_stamp
+        values = {
+            "state": state.value,
+            "fault": supervisor.fault_reason,
+            "loop period mean (ms)": f"{stats['period_mean_ms']:.3f}",
+            "loop period p99 (ms)": f"{stats['period_p99_ms']:.3f}",
+            "tick duration p99 (ms)": f"{stats['tick_p99_ms']:.3f}",
+            "overruns": str(stats["overruns"]),
+            "policy inference p99 (ms)": f"{stats['inference_p99_ms']:.3f}",
+            "sensor age (ms)": f"{telemetry.sample_age * 1000:.1f}",
+            "command age (s)": f"{command_age:.2f}" if math.isfinite(command_age) else "never",
+            "commands rejected": str(supervisor.commands_rejected),
+            "command (vx, vy, yaw rate)": ", ".join(f"{v:.2f}" for v in supervisor.command),
+            "kp": f"{telemetry.command.kp[0]:.2f}",
+            "kd": f"{telemetry.command.kd[0]:.2f}",
+            "cmd_vel type": type_problem or f"ok ({self._cmd_type})",
+        }
+        values.update(controller.backend.diagnostics())
+        status = DiagnosticStatus(level=level, name=f"{NODE_NAME}: control", message=message, hardware_id=self.profile.name,
+                                  values=[KeyValue(key=k, value=v) for k, v in values.items()])
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        array.status = [status]
+        self.diagnostics_pub.publish(array)
+
+
+def _rotation(q) -> np.ndarray:
+    x, y, z, w = q
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])

@@ -1,0 +1,44 @@
+"""The walking daemon's parameters: name, type, default, range and description, in one table.
+
+The ROS node declares them from here, ``pupper-walk --help`` lists them from here, and a test checks that
+``config/walk.yaml`` sets exactly these. Zero for a limit means "the robot profile's value".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: object
+    description: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] | None = None
+
+
+PARAMETERS = (
+    Param("backend", "sim", "robot link: 'sim' (PyBullet) or 'serial' (Teensy over USB)", choices=("sim", "serial")),
+    Param("robot", "pupper_v3", "robot profile name (pupper_ros/robots/<robot>.yaml) or a path to a profile YAML"),
+    Param("policy", "", "ONNX policy file; empty = the shipped policy for the robot"),
+    Param("control_rate", 0.0, "control loop rate in Hz; 0 = the policy's own rate; a multiple of it runs the policy every k-th tick", 0.0, 1000.0),
+    Param("command_timeout", 0.5, "s without /cmd_vel before the command ramps to zero", 0.01, 10.0),
+    Param("soft_start_duration", 1.0, "s to move from the measured pose to the default pose on activation", 0.1, 10.0),
+    Param("fade_in_duration", 1.0, "s to blend the policy in after the soft start", 0.0, 10.0),
+    Param("sensor_timeout", 0.1, "s of sensor silence that faults to DAMPING", 0.005, 5.0),
+    Param("tilt_limit", 0.0, "rad of body tilt that counts as a fall; 0 = the robot profile's", 0.0, 1.5708),
+    Param("damping_kd", 0.1, "Nm s/rad applied in DAMPING (kp is 0)", 0.0, 1.0),
+    Param("joint_limit_margin", 0.05, "rad kept clear of every joint position limit", 0.0, 0.5),
+    Param("max_joint_speed", 0.0, "rad/s a joint target may move; 0 = the robot profile's velocity limit", 0.0, 100.0),
+    Param("max_consecutive_overruns", 5, "control ticks in a row that may overrun before DAMPING", 1, 1000),
+    Param("stamped_cmd_vel", False, "subscribe /cmd_vel as geometry_msgs/TwistStamped instead of Twist"),
+    Param("publish_rate", 50.0, "Hz for /joint_states, /imu/data, ~/joint_commands and /odom", 1.0, 500.0),
+    Param("serial_port", "/dev/ttyACM0", "serial backend: device of the motor controller"),
+    Param("serial_baud", 500000, "serial backend: baud rate (nominal over USB CDC)", 9600, 10000000),
+    Param("sim_gui", False, "sim backend: open a PyBullet window"),
+    Param("sim_realtime", True, "sim backend: pace on the wall clock; false = lock-step, as fast as possible"),
+)
+
+BY_NAME = {p.name: p for p in PARAMETERS}

@@ -1,0 +1,46 @@
+"""A video of a simulated run, rendered after the fact from recorded poses, so rendering never slows the control loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pupper_ros.robot_profile import RobotProfile
+
+
+class PoseRecorder:
+    """Keeps the base pose and joint angles every ``every`` ticks (cheap copies in the control thread)."""
+
+    def __init__(self, every: int):
+        self.every = every
+        self.frames: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._count = 0
+
+    def capture(self, truth, joint_position) -> None:
+        self._count += 1
+        if truth is not None and self._count % self.every == 0:
+            self.frames.append((np.array(truth[0]), np.array(truth[1]), np.array(joint_position)))
+
+
+def render_gif(profile: RobotProfile, frames, path: Path, frame_seconds: float, width: int = 320, height: int = 240) -> None:
+    from PIL import Image
+
+    from pupper_ros.simulation import PupperSimulation
+
+    sim = PupperSimulation(profile)
+    c = sim.client
+    images = []
+    try:
+        for position, orientation, joints in frames:
+            sim.reset(joint_position=joints)
+            com = np.array(c.multiplyTransforms(position.tolist(), orientation.tolist(), sim._base_com_offset.tolist(), [0, 0, 0, 1])[0])
+            c.resetBasePositionAndOrientation(sim.robot, com.tolist(), orientation.tolist())
+            view = c.computeViewMatrixFromYawPitchRoll(position.tolist(), 0.8, 30.0, -20.0, 0.0, 2)
+            proj = c.computeProjectionMatrixFOV(60, width / height, 0.05, 5.0)
+            _, _, rgba, _, _ = c.getCameraImage(width, height, view, proj, renderer=c.ER_TINY_RENDERER)
+            images.append(Image.fromarray(np.asarray(rgba, dtype=np.uint8).reshape(height, width, 4)[:, :, :3]))
+    finally:
+        sim.close()
+    if images:
+        images[0].save(path, save_all=True, append_images=images[1:], duration=int(frame_seconds * 1000), loop=0)

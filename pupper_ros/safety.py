@@ -1,0 +1,282 @@
+"""The safety supervisor: plain code between the policy and the motors, no ROS, no I/O.
+
+Every tick it takes the latest sensor sample and (when the policy ran) the policy's joint targets, and writes the
+command that goes out: targets inside the joint limits less a margin, changing no faster than the maximum joint
+speed, gains inside the robot's maxima. It owns the state machine
+
+    INACTIVE --activate--> STANDING_UP --(soft start, then policy fade-in)--> WALKING
+    any --fault / e-stop / deactivate--> DAMPING (kp 0, small kd; latched) --clear_fault, sensors healthy--> STANDING_UP
+
+and fails closed: anything it cannot vouch for (stale or non-finite sensors, non-finite policy output, a fall,
+repeated overruns, an e-stop, a backend error) ends in DAMPING until an operator clears it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+from pupper_ros.contract import projected_gravity, tilt_from_gravity
+from pupper_ros.robot_profile import RobotProfile
+
+
+class State(str, Enum):
+    INACTIVE = "INACTIVE"
+    STANDING_UP = "STANDING_UP"
+    WALKING = "WALKING"
+    DAMPING = "DAMPING"
+
+
+@dataclass(frozen=True)
+class SafetyLimits:
+    control_period: float  # s
+    command_timeout: float = 0.5  # s without a command before it ramps to zero
+    command_ramp_time: float = 0.5  # s for a timed-out command to reach zero
+    soft_start_duration: float = 1.0  # s from the measured pose to the default pose
+    fade_in_duration: float = 1.0  # s to blend the policy in after the soft start
+    sensor_timeout: float = 0.1  # s, sample age beyond which sensors are stale
+    tilt_limit: float = 0.7  # rad of body tilt that counts as a fall
+    damping_kd: float = 0.1  # Nm s/rad in DAMPING
+    joint_limit_margin: float = 0.05  # rad kept clear of each position limit
+    max_joint_speed: float = 30.0  # rad/s a target may move
+    max_consecutive_overruns: int = 5
+    stand_kp: float | None = None  # soft-start gains; None = the profile's
+    stand_kd: float | None = None
+
+    def validate(self, profile: RobotProfile) -> None:
+        """Raise ValueError naming the first parameter that cannot be used with this robot."""
+        checks = [
+            ("control_period", self.control_period > 0 and math.isfinite(self.control_period), "must be positive"),
+            ("command_timeout", self.command_timeout > 0, "must be positive"),
+            ("command_ramp_time", self.command_ramp_time > 0, "must be positive"),
+            ("soft_start_duration", self.soft_start_duration > 0, "must be positive"),
+            ("fade_in_duration", self.fade_in_duration >= 0, "must be >= 0"),
+            ("sensor_timeout", self.sensor_timeout > 0, "must be positive"),
+            ("tilt_limit", 0 < self.tilt_limit <= math.pi / 2, "must be in (0, pi/2]"),
+            ("damping_kd", 0 <= self.damping_kd <= profile.kd_max, f"must be in [0, {profile.kd_max}] (the robot's kd maximum)"),
+            ("joint_limit_margin", self.joint_limit_margin >= 0, "must be >= 0"),
+            ("max_joint_speed", 0 < self.max_joint_speed <= profile.velocity_limit, f"must be in (0, {profile.velocity_limit}]"),
+            ("max_consecutive_overruns", self.max_consecutive_overruns >= 1, "must be >= 1"),
+        ]
+        for name, ok, why in checks:
+            if not ok:
+                raise ValueError(f"{name} {why}, got {getattr(self, name)!r}")
+        lower = profile.lower_limits + self.joint_limit_margin
+        upper = profile.upper_limits - self.joint_limit_margin
+        if np.any(lower >= upper):
+            raise ValueError(f"joint_limit_margin {self.joint_limit_margin} leaves no range for some joint (limits inverted)")
+        for name, value, maximum in (("stand_kp", self.stand_kp, profile.kp_max), ("stand_kd", self.stand_kd, profile.kd_max)):
+            if value is not None and not (0 < value <= maximum):
+                raise ValueError(f"{name} must be in (0, {maximum}], got {value!r}")
+
+
+@dataclass
+class SensorSample:
+    """One reading of the robot's sensors, in the profile's joint order and the body frame (REP 103)."""
+
+    stamp: float  # s, on the control loop's clock
+    joint_position: np.ndarray
+    joint_velocity: np.ndarray
+    orientation: np.ndarray  # xyzw, body to world (the IMU's filter)
+    angular_velocity: np.ndarray  # rad/s, body frame
+    linear_acceleration: np.ndarray | None = None  # m/s^2, body frame, +g up at rest
+
+    def is_finite(self) -> bool:
+        return bool(
+            np.all(np.isfinite(self.joint_position)) and np.all(np.isfinite(self.joint_velocity))
+            and np.all(np.isfinite(self.orientation)) and np.all(np.isfinite(self.angular_velocity))
+        )
+
+
+class JointCommand:
+    """What goes to the motors: position targets with per-joint PD gains (Nm/rad, Nm s/rad)."""
+
+    def __init__(self, n: int):
+        self.position = np.zeros(n)
+        self.kp = np.zeros(n)
+        self.kd = np.zeros(n)
+
+    def copy_from(self, other: "JointCommand") -> None:
+        self.position[:] = other.position
+        self.kp[:] = other.kp
+        self.kd[:] = other.kd
+
+
+class SafetySupervisor:
+    def __init__(self, profile: RobotProfile, limits: SafetyLimits, command_low: np.ndarray, command_high: np.ndarray):
+        limits.validate(profile)
+        self.profile = profile
+        self.limits = limits
+        n = profile.num_joints
+        self._lower = profile.lower_limits + limits.joint_limit_margin
+        self._upper = profile.upper_limits - limits.joint_limit_margin
+        self._default = np.clip(profile.default_pose, self._lower, self._upper)
+        self._max_step = limits.max_joint_speed * limits.control_period
+        self._kp = min(profile.kp, profile.kp_max)
+        self._kd = min(profile.kd, profile.kd_max)
+        self._stand_kp = min(limits.stand_kp or profile.kp, profile.kp_max)
+        self._stand_kd = min(limits.stand_kd or profile.kd, profile.kd_max)
+        self._command_low = np.asarray(command_low, dtype=np.float64)
+        self._command_high = np.asarray(command_high, dtype=np.float64)
+        self._command_ramp = (self._command_high - self._command_low) * limits.control_period / limits.command_ramp_time
+        self.state = State.INACTIVE
+        self.fault_reason = ""
+        self.commands_rejected = 0
+        self.command = np.zeros(3)  # the command the policy sees: clamped, ramped to zero when stale
+        self._requested = np.zeros(3)
+        self._command_stamp = -math.inf
+        self._start_pose = self._default.copy()
+        self._phase_time = 0.0
+        self._last_target: np.ndarray | None = None
+        self._consecutive_overruns = 0
+        self._gravity = np.zeros(3)
+        self._scratch = np.zeros(n)
+        self._ramp_step = np.zeros(3)
+
+    # --- inputs from the outside world ------------------------------------------------------------------------
+    def set_command(self, command, now: float) -> bool:
+        """Accept a velocity command (vx, vy, yaw rate); non-finite ones are rejected and counted."""
+        value = np.asarray(command, dtype=np.float64)
+        if value.shape != (3,) or not np.all(np.isfinite(value)):
+            self.commands_rejected += 1
+            return False
+        np.clip(value, self._command_low, self._command_high, out=self._requested)
+        self._command_stamp = now
+        return True
+
+    def activate(self, sample: SensorSample | None) -> bool:
+        """Start standing up from the measured pose (INACTIVE or after deactivate)."""
+        if self.state in (State.STANDING_UP, State.WALKING):
+            return True
+        problem = self.sensor_problem(sample, sample.stamp if sample is not None else 0.0)
+        if problem:
+            self.fault(f"cannot activate: {problem}")
+            return False
+        self._begin_stand_up(sample)
+        return True
+
+    def deactivate(self, reason: str = "deactivated") -> None:
+        self.state = State.DAMPING
+        self.fault_reason = reason
+
+    def fault(self, reason: str) -> None:
+        """Latch DAMPING; the first reason is kept until the fault is cleared."""
+        if self.state != State.DAMPING:
+            self.fault_reason = reason
+        self.state = State.DAMPING
+
+    def emergency_stop(self) -> None:
+        self.fault("emergency stop")
+
+    def clear_fault(self, sample: SensorSample | None, now: float) -> tuple[bool, str]:
+        if self.state != State.DAMPING:
+            return False, f"nothing to clear: state is {self.state.value}"
+        problem = self.sensor_problem(sample, now)
+        if problem:
+            return False, f"sensors not healthy: {problem}"
+        cleared = self.fault_reason
+        self._begin_stand_up(sample)
+        return True, f"cleared '{cleared}', standing up"
+
+    def note_overrun(self, missed: int) -> None:
+        if missed > 0:
+            self._consecutive_overruns += 1
+            if self._consecutive_overruns >= self.limits.max_consecutive_overruns:
+                self.fault(f"control loop overran {self._consecutive_overruns} ticks in a row")
+        else:
+            self._consecutive_overruns = 0
+
+    # --- the tick ---------------------------------------------------------------------------------------------
+    def sensor_problem(self, sample: SensorSample | None, now: float) -> str:
+        if sample is None:
+            return "no sensor sample yet"
+        if not sample.is_finite():
+            return "non-finite sensor values"
+        age = now - sample.stamp
+        if age > self.limits.sensor_timeout:
+            return f"sensor sample {age * 1000:.0f} ms old (limit {self.limits.sensor_timeout * 1000:.0f} ms)"
+        projected_gravity(sample.orientation, out=self._gravity)
+        tilt = tilt_from_gravity(self._gravity)
+        if tilt > self.limits.tilt_limit:
+            return f"body tilt {tilt:.2f} rad beyond {self.limits.tilt_limit:.2f} rad (fall)"
+        return ""
+
+    @property
+    def needs_policy(self) -> bool:
+        """Whether the policy's output is used this tick (fade-in and walking)."""
+        return self.state == State.WALKING or (
+            self.state == State.STANDING_UP
+            and self._phase_time + self.limits.control_period >= self.limits.soft_start_duration
+        )
+
+    def update_command(self, now: float) -> np.ndarray:
+        if now - self._command_stamp <= self.limits.command_timeout:
+            self.command[:] = self._requested
+        else:  # stale: ramp toward zero, so the robot slows down and stands
+            np.clip(self.command, -self._command_ramp, self._command_ramp, out=self._ramp_step)
+            self.command -= self._ramp_step
+        return self.command
+
+    def step(self, sample: SensorSample | None, now: float, policy_target: np.ndarray | None, out: JointCommand) -> JointCommand:
+        """Write this tick's command into ``out``. ``policy_target`` is ignored unless ``needs_policy``."""
+        if self.state in (State.STANDING_UP, State.WALKING):
+            problem = self.sensor_problem(sample, now)
+            if problem:
+                self.fault(problem)
+            elif self.needs_policy and (policy_target is None or not np.all(np.isfinite(policy_target))):
+                self.fault("policy output is not finite" if policy_target is not None else "policy output missing")
+
+        if self.state in (State.INACTIVE, State.DAMPING):
+            self._damping(sample, out)
+            return out
+
+        dt = self.limits.control_period
+        self._phase_time += dt
+        soft, fade = self.limits.soft_start_duration, self.limits.fade_in_duration
+        desired = self._scratch
+        if self._phase_time < soft:
+            alpha = self._phase_time / soft
+            np.multiply(self._start_pose, 1.0 - alpha, out=desired)
+            desired += alpha * self._default
+            kp, kd = self._stand_kp, self._stand_kd
+        else:
+            alpha = 1.0 if fade <= 0 else min(1.0, (self._phase_time - soft) / fade)
+            np.multiply(self._default, 1.0 - alpha, out=desired)
+            desired += alpha * policy_target
+            kp = self._stand_kp + alpha * (self._kp - self._stand_kp)
+            kd = self._stand_kd + alpha * (self._kd - self._stand_kd)
+            if alpha >= 1.0:
+                self.state = State.WALKING
+        np.clip(desired, self._lower, self._upper, out=desired)
+        if self._last_target is None:
+            self._last_target = np.array(sample.joint_position, dtype=np.float64)
+            np.clip(self._last_target, self._lower, self._upper, out=self._last_target)
+        np.subtract(desired, self._last_target, out=desired)
+        np.clip(desired, -self._max_step, self._max_step, out=desired)
+        self._last_target += desired
+        out.position[:] = self._last_target
+        out.kp[:] = min(kp, self.profile.kp_max)
+        out.kd[:] = min(kd, self.profile.kd_max)
+        return out
+
+    # --- internals --------------------------------------------------------------------------------------------
+    def _begin_stand_up(self, sample: SensorSample) -> None:
+        self.state = State.STANDING_UP
+        self.fault_reason = ""
+        self._phase_time = 0.0
+        self._consecutive_overruns = 0
+        np.clip(sample.joint_position, self._lower, self._upper, out=self._start_pose)
+        self._last_target = self._start_pose.copy()
+        self.command[:] = 0.0
+
+    def _damping(self, sample: SensorSample | None, out: JointCommand) -> None:
+        self._last_target = None
+        if sample is not None and np.all(np.isfinite(sample.joint_position)):
+            np.clip(sample.joint_position, self._lower, self._upper, out=out.position)
+        else:
+            out.position[:] = self._default
+        out.kp[:] = 0.0
+        out.kd[:] = self.limits.damping_kd
