@@ -68,6 +68,9 @@ class SafetyLimits:
         upper = profile.upper_limits - self.joint_limit_margin
         if np.any(lower >= upper):
             raise ValueError(f"joint_limit_margin {self.joint_limit_margin} leaves no range for some joint (limits inverted)")
+        outside = [profile.joints[i] for i in np.flatnonzero((profile.default_pose < lower) | (profile.default_pose > upper))]
+        if outside:
+            raise ValueError(f"joint_limit_margin {self.joint_limit_margin} puts the default pose of {', '.join(outside)} outside the limits")
         for name, value, maximum in (("stand_kp", self.stand_kp, profile.kp_max), ("stand_kd", self.stand_kd, profile.kd_max)):
             if value is not None and not (0 < value <= maximum):
                 raise ValueError(f"{name} must be in (0, {maximum}], got {value!r}")

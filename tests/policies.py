@@ -29,3 +29,12 @@ def write_policy(path, profile, network: torch.nn.Module | None = None, inputs: 
     network = tiny_network(inputs) if network is None else network
     export_policy(network, inputs, path, metadata_for(profile, **metadata_overrides), parity_samples=32)
     return path
+
+
+def standing_network(inputs: int = CURRENT_CONTRACT.observation_size) -> torch.nn.Module:
+    """Always outputs zero actions: the robot holds its default pose. Stands in for a trained policy where a
+    test needs the runtime around a policy rather than a gait."""
+    network = torch.nn.Sequential(torch.nn.Linear(inputs, 12))
+    torch.nn.init.zeros_(network[0].weight)
+    torch.nn.init.zeros_(network[0].bias)
+    return network

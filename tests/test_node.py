@@ -1,0 +1,145 @@
+"""The pupper_walk lifecycle node in-process, with real rclpy and DDS on loopback and the simulated robot."""
+
+import pytest
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from geometry_msgs.msg import Twist, TwistStamped
+from nav_msgs.msg import Odometry
+from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Empty, String
+from std_srvs.srv import Trigger
+
+from pupper_ros.node import WalkNode
+from tests.policies import standing_network, write_policy
+from tests.ros_helpers import RosHarness
+
+
+@pytest.fixture(scope="module")
+def standing_policy(tmp_path_factory, profile):
+    return write_policy(tmp_path_factory.mktemp("node") / "stand.onnx", profile, standing_network())
+
+
+@pytest.fixture
+def ros():
+    harness = RosHarness()
+    yield harness
+    harness.close()
+
+
+class Probe:
+    """A client node: records ~/state, /odom and /diagnostics, and can publish and call the daemon's interfaces."""
+
+    def __init__(self, ros):
+        self.node = ros.add(rclpy.create_node("probe", context=ros.context))
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.states, self.odom, self.diagnostics = [], [], []
+        self.node.create_subscription(String, "/pupper_walk/state", lambda m: self.states.append(m.data), latched)
+        self.node.create_subscription(Odometry, "/odom", self.odom.append, 10)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.estop = self.node.create_publisher(Empty, "/emergency_stop", reliable)
+        self.cmd = self.node.create_publisher(Twist, "/cmd_vel", reliable)
+        self.clear = self.node.create_client(Trigger, "/pupper_walk/clear_fault")
+
+    @property
+    def state(self):
+        return self.states[-1] if self.states else None
+
+
+def make_node(ros, policy_path, **params):
+    values = {"policy": str(policy_path), "soft_start_duration": 0.5, "fade_in_duration": 0.5} | params
+    overrides = [Parameter(k, value=v) for k, v in values.items()]
+    return ros.add(WalkNode(context=ros.context, parameter_overrides=overrides))
+
+
+def test_lifecycle_configure_activate_deactivate_cleanup(ros, standing_policy):
+    node = make_node(ros, standing_policy)
+    probe = Probe(ros)
+    assert ros.spin_until(lambda: probe.state == "INACTIVE")
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.loop is not None and not node.loop.running  # configured, but nothing moves yet
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    assert ros.spin_until(lambda: probe.state == "WALKING", timeout=10)
+    assert "STANDING_UP" in probe.states
+    assert ros.spin_until(lambda: len(probe.odom) > 5)
+    assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+    assert ros.spin_until(lambda: probe.state == "DAMPING")
+    assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+    assert node.controller is None
+
+
+def test_emergency_stop_then_clear_fault_stands_up_again(ros, standing_policy):
+    node = make_node(ros, standing_policy)
+    probe = Probe(ros)
+    node.trigger_configure()
+    node.trigger_activate()
+    assert ros.spin_until(lambda: probe.state == "WALKING", timeout=10)
+    probe.estop.publish(Empty())
+    assert ros.spin_until(lambda: probe.state == "DAMPING")
+    assert "emergency stop" in node.controller.supervisor.fault_reason
+    assert ros.spin_until(lambda: any(s.status[0].level == DiagnosticStatus.ERROR and "emergency stop" in s.status[0].message for s in probe.diagnostics), timeout=3)
+    assert probe.clear.wait_for_service(timeout_sec=5)
+    future = probe.clear.call_async(Trigger.Request())
+    assert ros.spin_until(future.done)
+    assert future.result().success, future.result().message
+    assert ros.spin_until(lambda: probe.state == "WALKING", timeout=10)
+    node.trigger_deactivate()
+
+
+def test_clear_fault_is_refused_when_not_active(ros, standing_policy):
+    make_node(ros, standing_policy)
+    probe = Probe(ros)
+    assert probe.clear.wait_for_service(timeout_sec=5)
+    future = probe.clear.call_async(Trigger.Request())
+    assert ros.spin_until(future.done)
+    assert not future.result().success and "not active" in future.result().message
+
+
+def test_diagnostics_report_the_loop_and_a_cmd_vel_of_the_wrong_type(ros, standing_policy):
+    node = make_node(ros, standing_policy)
+    probe = Probe(ros)
+    other = RosHarness()  # another process's participant, publishing the other type (one participant cannot hold both)
+    stamped = other.add(rclpy.create_node("stamped_teleop", context=other.context)).create_publisher(TwistStamped, "/cmd_vel", 10)
+    node.trigger_configure()
+    node.trigger_activate()
+    assert ros.spin_until(lambda: len(probe.diagnostics) >= 2, timeout=5)
+    def values():
+        return {kv.key: kv.value for kv in probe.diagnostics[-1].status[0].values}
+    for key in ("state", "fault", "loop period mean (ms)", "loop period p99 (ms)", "overruns", "policy inference p99 (ms)",
+                "sensor age (ms)", "command age (s)", "commands rejected"):
+        assert key in values()
+    assert ros.spin_until(lambda: "TwistStamped" in values()["cmd_vel type"], timeout=5)
+    assert stamped is not None
+    node.trigger_deactivate()
+    other.close()
+
+
+def test_cmd_vel_reaches_the_supervisor_clamped(ros, standing_policy):
+    node = make_node(ros, standing_policy)
+    probe = Probe(ros)
+    node.trigger_configure()
+    node.trigger_activate()
+    twist = Twist()
+    twist.linear.x = 9.0
+    assert ros.spin_until(lambda: (probe.cmd.publish(twist), node.controller.supervisor.command[0] > 0)[1], timeout=5)
+    assert node.controller.supervisor.command[0] == pytest.approx(node.policy.info.command_high[0])
+    node.trigger_deactivate()
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"backend": "warp"}, "parameter 'backend': unknown backend 'warp'"),
+        ({"policy": "/nonexistent/policy.onnx"}, "parameter 'policy': policy /nonexistent/policy.onnx: file not found"),
+        ({"robot": "pupper_v9"}, "parameter 'robot': unknown robot 'pupper_v9'"),
+        ({"control_rate": 75.0}, "parameter 'control_rate' 75.0 Hz must be a whole multiple"),
+        ({"joint_limit_margin": 0.5}, "parameter 'joint_limit_margin'"),
+    ],
+)
+def test_bad_configuration_fails_configure_naming_the_parameter(ros, standing_policy, params, message):
+    node = make_node(ros, standing_policy, **params)
+    assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    assert message in node.configure_error
+    assert node.controller is None

@@ -1,0 +1,256 @@
+"""The safety supervisor, one rule at a time, plus a property test over arbitrary inputs."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import event as hypothesis_event
+from hypothesis import strategies as st
+
+from pupper_ros.safety import JointCommand, SafetyLimits, SafetySupervisor, SensorSample, State
+
+DT = 0.02
+LEVEL = np.array([0.0, 0.0, 0.0, 1.0])
+
+
+def sample(profile, q=None, stamp=0.0, orientation=LEVEL, velocity=None):
+    q = profile.default_pose.copy() if q is None else np.asarray(q, dtype=float)
+    return SensorSample(stamp, q, np.zeros(12) if velocity is None else velocity, np.asarray(orientation, float), np.zeros(3))
+
+
+def make(profile, **limits):
+    limits = SafetyLimits(control_period=DT, **limits)
+    return SafetySupervisor(profile, limits, profile.command_low, profile.command_high)
+
+
+def walk_to(sup, profile, t=0.0, target=None):
+    """Activate and run through soft start and fade-in; returns the time reached."""
+    target = profile.default_pose if target is None else target
+    assert sup.activate(sample(profile, stamp=t))
+    out = JointCommand(12)
+    while sup.state != State.WALKING:
+        t += DT
+        sup.step(sample(profile, stamp=t), t, target, out)
+    return t
+
+
+def test_inactive_and_damping_send_zero_kp(profile):
+    sup = make(profile)
+    out = sup.step(sample(profile), 0.0, None, JointCommand(12))
+    assert sup.state == State.INACTIVE
+    assert np.all(out.kp == 0) and np.all(out.kd == sup.limits.damping_kd)
+
+
+def test_soft_start_interpolates_from_the_measured_pose(profile):
+    sup = make(profile, soft_start_duration=1.0, max_joint_speed=30.0)
+    crouched = profile.default_pose * 0.5
+    sup.activate(sample(profile, crouched))
+    out = JointCommand(12)
+    for k in range(1, 26):  # half way through the soft start
+        sup.step(sample(profile, crouched, stamp=k * DT), k * DT, None, out)
+    np.testing.assert_allclose(out.position, 0.5 * crouched + 0.5 * profile.default_pose, atol=1e-9)
+    assert sup.state == State.STANDING_UP
+    assert not sup.needs_policy
+
+
+def test_fade_in_blends_the_policy_in_then_walks(profile):
+    sup = make(profile, soft_start_duration=0.2, fade_in_duration=1.0)
+    policy_target = profile.default_pose + 0.1
+    sup.activate(sample(profile))
+    out = JointCommand(12)
+    t = 0.0
+    while sup._phase_time + 1e-9 < 0.2 + 0.5:
+        t += DT
+        sup.step(sample(profile, stamp=t), t, policy_target, out)
+    np.testing.assert_allclose(out.position, profile.default_pose + 0.05, atol=1e-6)
+    assert sup.state == State.STANDING_UP
+    for _ in range(30):
+        t += DT
+        sup.step(sample(profile, stamp=t), t, policy_target, out)
+    assert sup.state == State.WALKING
+    np.testing.assert_allclose(out.position, policy_target, atol=1e-9)
+    assert np.all(out.kp == profile.kp) and np.all(out.kd == profile.kd)
+
+
+def test_commands_are_clamped_to_the_trained_ranges(profile):
+    sup = make(profile)
+    assert sup.set_command([5.0, -5.0, 9.0], 0.0)
+    np.testing.assert_allclose(sup.update_command(0.0), [profile.command_high[0], profile.command_low[1], profile.command_high[2]])
+
+
+@pytest.mark.parametrize("bad", [[math.nan, 0, 0], [0, math.inf, 0], [0, 0, -math.inf], [1, 2]])
+def test_non_finite_or_malformed_commands_are_rejected_and_counted(profile, bad):
+    sup = make(profile)
+    sup.set_command([0.2, 0, 0], 0.0)
+    assert not sup.set_command(bad, 0.01)
+    assert sup.commands_rejected == 1
+    np.testing.assert_allclose(sup.update_command(0.01), [0.2, 0, 0])
+
+
+def test_stale_command_ramps_to_zero(profile):
+    sup = make(profile, command_timeout=0.5, command_ramp_time=0.5)
+    sup.set_command([0.6, 0.0, 1.0], 0.0)
+    assert sup.update_command(0.4)[0] == pytest.approx(0.6)
+    values = [sup.update_command(0.5 + k * DT).copy() for k in range(1, 40)]
+    assert values[0][0] < 0.6  # ramping down, not cut
+    assert all(b[0] <= a[0] for a, b in zip(values, values[1:]))
+    np.testing.assert_allclose(values[-1], 0.0)
+
+
+def test_targets_are_clamped_inside_limits_with_margin(profile):
+    sup = make(profile, joint_limit_margin=0.1, max_joint_speed=30.0)
+    t = walk_to(sup, profile)
+    out = JointCommand(12)
+    for _ in range(50):
+        t += DT
+        sup.step(sample(profile, stamp=t), t, np.full(12, 100.0), out)
+    np.testing.assert_allclose(out.position, profile.upper_limits - 0.1)
+
+
+def test_target_change_per_tick_is_limited_by_max_joint_speed(profile):
+    sup = make(profile, max_joint_speed=5.0)
+    t = walk_to(sup, profile)
+    out = JointCommand(12)
+    before = profile.default_pose.copy()
+    t += DT
+    sup.step(sample(profile, stamp=t), t, profile.default_pose + 1.0, out)
+    np.testing.assert_allclose(out.position - before, np.minimum(1.0, 5.0 * DT), atol=1e-9)
+
+
+def test_gains_never_exceed_the_robot_maxima(profile):
+    sup = make(profile, stand_kp=profile.kp_max, stand_kd=profile.kd_max)
+    sup.activate(sample(profile))
+    out = sup.step(sample(profile, stamp=DT), DT, None, JointCommand(12))
+    assert np.all(out.kp <= profile.kp_max) and np.all(out.kd <= profile.kd_max)
+
+
+@pytest.mark.parametrize(
+    "fault, reason",
+    [
+        (lambda sup, p, t: sup.step(sample(p, stamp=t - 0.5), t, p.default_pose, JointCommand(12)), "ms old"),
+        (lambda sup, p, t: sup.step(sample(p, q=np.full(12, np.nan), stamp=t), t, p.default_pose, JointCommand(12)), "non-finite sensor"),
+        (lambda sup, p, t: sup.step(sample(p, stamp=t), t, np.full(12, np.nan), JointCommand(12)), "policy output is not finite"),
+        (lambda sup, p, t: sup.step(sample(p, stamp=t, orientation=[math.sin(0.5), 0, 0, math.cos(0.5)]), t, p.default_pose, JointCommand(12)), "tilt"),
+        (lambda sup, p, t: [sup.note_overrun(1) for _ in range(5)], "overran 5 ticks"),
+        (lambda sup, p, t: sup.emergency_stop(), "emergency stop"),
+        (lambda sup, p, t: sup.fault("backend error: port gone"), "backend error"),
+    ],
+    ids=["stale sensors", "non-finite sensors", "non-finite policy", "tilt", "overruns", "e-stop", "backend error"],
+)
+def test_each_fault_latches_damping_until_cleared(profile, fault, reason):
+    sup = make(profile)
+    t = walk_to(sup, profile) + DT
+    fault(sup, profile, t)
+    assert sup.state == State.DAMPING and reason in sup.fault_reason
+    out = JointCommand(12)
+    for k in range(5):  # latched: healthy input does not bring it back
+        sup.step(sample(profile, stamp=t + k * DT), t + k * DT, profile.default_pose, out)
+    assert sup.state == State.DAMPING and np.all(out.kp == 0.0)
+    ok, message = sup.clear_fault(sample(profile, stamp=t), t)
+    assert ok and reason.split()[0] in message
+    assert sup.state == State.STANDING_UP
+
+
+def test_clear_fault_refused_while_sensors_are_unhealthy(profile):
+    sup = make(profile)
+    sup.emergency_stop()
+    ok, message = sup.clear_fault(sample(profile, q=np.full(12, np.inf)), 0.0)
+    assert not ok and "non-finite" in message and sup.state == State.DAMPING
+    fallen = sample(profile, orientation=[1.0, 0, 0, 0])  # upside down
+    ok, message = sup.clear_fault(fallen, 0.0)
+    assert not ok and "tilt" in message
+
+
+def test_overruns_must_be_consecutive(profile):
+    sup = make(profile, max_consecutive_overruns=3)
+    walk_to(sup, profile)
+    for missed in (1, 1, 0, 1, 1, 0):
+        sup.note_overrun(missed)
+    assert sup.state == State.WALKING
+
+
+@pytest.mark.parametrize(
+    "limits, message",
+    [
+        ({"control_period": 0.0}, "control_period must be positive"),
+        ({"joint_limit_margin": 2.0}, "limits inverted"),
+        ({"damping_kd": 5.0}, "damping_kd must be in"),
+        ({"max_joint_speed": 1000.0}, "max_joint_speed must be in"),
+        ({"tilt_limit": 3.0}, "tilt_limit must be in"),
+    ],
+)
+def test_bad_limits_are_refused_by_name(profile, limits, message):
+    values = {"control_period": DT} | limits
+    with pytest.raises(ValueError, match=message):
+        SafetySupervisor(profile, SafetyLimits(**values), profile.command_low, profile.command_high)
+
+
+# --- property: whatever comes in, what goes out stays inside the envelope ---------------------------------------
+finite_or_not = st.one_of(
+    st.floats(-4.0, 4.0), st.just(math.nan), st.just(math.inf), st.just(-math.inf), st.floats(-1e12, 1e12),
+)
+healthy12 = st.lists(st.floats(-3.0, 3.0), min_size=12, max_size=12)
+wild12 = st.lists(finite_or_not, min_size=12, max_size=12)
+vector12 = st.one_of(healthy12, healthy12, healthy12, wild12)  # mostly usable, so runs reach the active states
+event = st.tuples(
+    st.sampled_from(["tick", "tick", "tick", "tick", "command", "estop", "clear", "overrun", "activate"]),
+    vector12,  # joint positions
+    vector12,  # policy output (its first three also serve as a velocity command)
+    st.one_of(st.just([0.0, 0.0, 0.0, 1.0]), st.just([0.0, 0.0, 0.0, 1.0]), st.lists(finite_or_not, min_size=4, max_size=4)),
+    st.one_of(st.just(0.0), st.just(0.0), st.floats(0.0, 0.3)),  # sensor age
+)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events=st.lists(event, min_size=1, max_size=40))
+def test_every_command_stays_inside_the_envelope(profile, events):
+    """1000 random event sequences (sensor readings, commands and policy outputs with NaN, infinities and huge
+    values; e-stops, clears, overruns, activations). Inputs are biased toward usable values so that about a fifth
+    of the sequences reach STANDING_UP or WALKING (see --hypothesis-show-statistics); the rest exercise DAMPING."""
+    sup = make(profile, max_joint_speed=10.0)
+    lower = profile.lower_limits + sup.limits.joint_limit_margin
+    upper = profile.upper_limits - sup.limits.joint_limit_margin
+    max_step = 10.0 * DT
+    t, previous = 0.0, None
+    out = JointCommand(12)
+    active_ticks = 0
+    for kind, joints, policy, orientation, age in events:
+        t += DT
+        q = np.array(joints)
+        quat = np.array(orientation)
+        norm = np.linalg.norm(quat) if np.all(np.isfinite(quat)) else 0.0
+        if np.isfinite(norm) and 0.5 < norm < 1e6:
+            quat = quat / norm
+        reading = SensorSample(t - age, q, np.zeros(12), quat, np.zeros(3))
+        if kind == "command":
+            sup.set_command(policy[:3], t)
+            continue
+        if kind == "estop":
+            sup.emergency_stop()
+        elif kind == "clear":
+            sup.clear_fault(reading, t)
+        elif kind == "overrun":
+            sup.note_overrun(1)
+        elif kind == "activate":
+            sup.activate(reading)
+        sup.update_command(t)
+        was_active = sup.state in (State.STANDING_UP, State.WALKING)
+        policy_used = sup.needs_policy
+        faulty = bool(sup.sensor_problem(reading, t)) or (policy_used and not np.all(np.isfinite(policy)))
+        sup.step(reading, t, np.array(policy), out)
+        assert np.all(np.isfinite(out.position)) and np.all(np.isfinite(out.kp)) and np.all(np.isfinite(out.kd))
+        assert np.all(out.position >= lower - 1e-9) and np.all(out.position <= upper + 1e-9)
+        assert np.all((0 <= out.kp) & (out.kp <= profile.kp_max)) and np.all((0 <= out.kd) & (out.kd <= profile.kd_max))
+        assert np.all(np.isfinite(sup.command)) and np.all(sup.command >= profile.command_low) and np.all(sup.command <= profile.command_high)
+        if was_active and faulty:
+            assert sup.state == State.DAMPING  # a fault ends in DAMPING, the same tick
+        if sup.state == State.DAMPING:
+            assert np.all(out.kp == 0.0)
+        if previous is not None and np.all(out.kp > 0):
+            assert np.all(np.abs(out.position - previous) <= max_step + 1e-9)
+        previous = out.position.copy() if np.all(out.kp > 0) else None
+        active_ticks += sup.state != State.DAMPING and sup.state != State.INACTIVE
+    event_note = "reached STANDING_UP or WALKING" if active_ticks else "never active"
+    note(event_note)
+    hypothesis_event(event_note)
