@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(remove_ros_args(argv)[1:])
 
     import rclpy
+    from rclpy.exceptions import ParameterException
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.signals import SignalHandlerOptions
@@ -58,7 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    node = WalkNode(parameter_overrides=_overrides(args))
+    try:
+        node = WalkNode(parameter_overrides=_overrides(args))
+    except ParameterException as exc:  # a value outside a declared range or of the wrong type
+        print(f"pupper-walk: invalid parameter: {exc}", file=sys.stderr)
+        rclpy.shutdown()
+        return 1
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     demo = recorder = None
