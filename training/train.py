@@ -63,6 +63,17 @@ def build_algorithm(config: TrainConfig, env):
         return PPO.construct_algorithm(env.get_observations(), env, rsl_rl_config(config), "cpu")
 
 
+def run_iteration(alg, env, obs, steps_per_env: int):
+    """Collect ``steps_per_env`` steps from every environment, then one PPO update; returns (obs, losses)."""
+    with torch.inference_mode():
+        for _ in range(steps_per_env):
+            actions = alg.act(obs)
+            obs, rewards, dones, extras = env.step(actions)
+            alg.process_env_step(obs, rewards, dones, extras)
+        alg.compute_returns(obs)
+    return obs, alg.update()
+
+
 def save_checkpoint(path: Path, alg, config: TrainConfig, iteration: int, env_steps: int, wall_clock: float) -> None:
     state = {
         "algorithm": alg.save(),
@@ -117,13 +128,7 @@ def train(config: TrainConfig, out: Path, resume: Path | None = None, quiet: boo
     alg.train_mode()
     try:
         while iteration < total_iterations:
-            with torch.inference_mode():
-                for _ in range(config.ppo.steps_per_env):
-                    actions = alg.act(obs)
-                    obs, rewards, dones, extras = env.step(actions)
-                    alg.process_env_step(obs, rewards, dones, extras)
-                alg.compute_returns(obs)
-            losses = alg.update()
+            obs, losses = run_iteration(alg, env, obs, config.ppo.steps_per_env)
             iteration += 1
             env_steps += steps_per_iteration
             wall = wall_before + time.monotonic() - start

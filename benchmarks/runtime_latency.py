@@ -1,0 +1,170 @@
+"""Runtime timing, measured side by side in one run on this machine:
+
+  one control step without a simulator (observation, inference, safety, command) p50/p99, beside a bare
+  onnxruntime call on the same model;
+  loop period jitter at 50 Hz and at 500 Hz (policy every 10th tick) over --seconds each, and overruns;
+  resident memory of a runtime process with the policy loaded and no simulator (no torch, no PyBullet);
+  start-up time of `pupper-walk --backend sim` to WALKING (soft start and fade-in included).
+
+The robot here is a fixed sensor sample (``FixedSampleBackend``): it stands in for hardware so that the figures
+are the runtime's own. Usage: python benchmarks/runtime_latency.py [--seconds S] [--policy FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pupper_ros import resources
+from pupper_ros.backends.backend import Backend
+from pupper_ros.safety import JointCommand, SensorSample
+
+
+class FixedSampleBackend(Backend):
+    """Benchmark stand-in for hardware: always the same healthy, fresh sample; writes go nowhere."""
+
+    def __init__(self, profile):
+        n = profile.num_joints
+        self.sample = SensorSample(0.0, profile.default_pose.copy(), np.zeros(n), np.array([0, 0, 0, 1.0]), np.zeros(3), np.zeros(3))
+
+    def open(self):
+        pass
+
+    def latest_sample(self, now):
+        self.sample.stamp = now
+        return self.sample
+
+    def write(self, command: JointCommand, now):
+        pass
+
+    def close(self):
+        pass
+
+
+def build(policy_path, rate):
+    from pupper_ros.controller import Controller
+    from pupper_ros.policy import load_policy
+    from pupper_ros.robot_profile import load_robot_profile
+    from pupper_ros.safety import SafetyLimits, SafetySupervisor
+
+    profile = load_robot_profile()
+    policy = load_policy(policy_path, profile)
+    period = 1.0 / rate
+    supervisor = SafetySupervisor(profile, SafetyLimits(control_period=period, soft_start_duration=0.1, fade_in_duration=0.1),
+                                  policy.info.command_low, policy.info.command_high)
+    backend = FixedSampleBackend(profile)
+    controller = Controller(profile, policy, supervisor, backend, int(round(rate / policy.contract.control_rate_hz)))
+    return controller, policy
+
+
+def step_latency(policy_path, ticks: int = 20000):
+    controller, policy = build(policy_path, 50.0)
+    t = 0.0
+    controller.activate(t)
+    for _ in range(20):  # through soft start and fade-in to WALKING
+        t += 0.02
+        controller.tick(t)
+    steps = np.empty(ticks)
+    for i in range(ticks):
+        t += 0.02
+        start = time.perf_counter()
+        controller.tick(t)
+        steps[i] = time.perf_counter() - start
+    obs = np.zeros(policy.contract.observation_size, dtype=np.float32)
+    bare = np.empty(ticks)
+    for i in range(ticks):
+        start = time.perf_counter()
+        policy(obs)
+        bare[i] = time.perf_counter() - start
+    return steps * 1e6, bare * 1e6
+
+
+def jitter(policy_path, rate: float, seconds: float):
+    from pupper_ros.control_loop import ControlLoop
+
+    controller, _ = build(policy_path, rate)
+    loop = ControlLoop(controller, 1.0 / rate)
+    loop.stats.periods = __import__("collections").deque(maxlen=int(rate * seconds) + 10)
+    controller.activate(time.monotonic())
+    loop.start()
+    time.sleep(seconds)
+    loop.stop()
+    periods = np.array(loop.stats.periods)
+    deviation = np.abs(periods - 1.0 / rate) * 1000
+    return deviation, loop.stats.overruns, loop.stats.ticks
+
+
+def runtime_rss_mb(policy_path) -> tuple[float, bool]:
+    code = (
+        "import sys, numpy as np\n"
+        "sys.path.insert(0, %r)\n"
+        "from runtime_latency import build\n"
+        "import pupper_ros.node, pupper_ros.walk\n"
+        "controller, _ = build(%r, 50.0)\n"
+        "controller.activate(0.0)\n"
+        "[controller.tick(0.02 * k) for k in range(1, 200)]\n"
+        "heavy = any(m.split('.')[0] in ('torch', 'pybullet') for m in sys.modules)\n"
+        "rss = [l for l in open('/proc/self/status') if l.startswith('VmRSS')][0].split()[1]\n"
+        "print(int(rss) / 1024, heavy)\n"
+    ) % (str(Path(__file__).parent), str(policy_path))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    return float(out[0]), out[1] == "True"
+
+
+def startup_to_walking() -> float:
+    import rclpy
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from std_msgs.msg import String
+
+    os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 90))
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("startup_probe", context=context)
+    states = []
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    node.create_subscription(String, "/pupper_walk/state", lambda m: states.append(m.data), latched)
+    executor = rclpy.executors.SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    start = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "pupper_ros.walk", "--backend", "sim"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    elapsed = float("nan")
+    while time.monotonic() - start < 60:
+        executor.spin_once(timeout_sec=0.01)
+        if states and states[-1] == "WALKING":
+            elapsed = time.monotonic() - start
+            break
+    proc.terminate()
+    proc.wait()
+    node.destroy_node()
+    rclpy.shutdown(context=context)
+    return elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=60.0, help="jitter measuring time per rate")
+    parser.add_argument("--policy", type=Path, default=resources.default_policy_path())
+    args = parser.parse_args()
+    steps, bare = step_latency(args.policy)
+    print(f"control step (obs + inference + safety + command): p50 {np.percentile(steps, 50):6.1f} us  p99 {np.percentile(steps, 99):6.1f} us")
+    print(f"bare onnxruntime call, same model:                 p50 {np.percentile(bare, 50):6.1f} us  p99 {np.percentile(bare, 99):6.1f} us")
+    print(f"step p99 / bare p99: {np.percentile(steps, 99) / np.percentile(bare, 99):.2f}x")
+    for rate in (50.0, 500.0):
+        deviation, overruns, ticks = jitter(args.policy, rate, args.seconds)
+        print(f"{rate:5.0f} Hz for {args.seconds:.0f} s: period jitter p50 {np.percentile(deviation, 50):.3f} ms  "
+              f"p99 {np.percentile(deviation, 99):.3f} ms  max {deviation.max():.3f} ms; overruns {overruns} of {ticks} ticks")
+    rss, heavy = runtime_rss_mb(args.policy)
+    print(f"runtime process RSS (node modules, policy loaded, no simulator): {rss:.0f} MB; torch or pybullet loaded: {heavy}")
+    print(f"pupper-walk --backend sim start-up to WALKING: {startup_to_walking():.2f} s (includes 1 s soft start + 1 s fade-in)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
