@@ -88,6 +88,17 @@ CONTRACTS: dict[int, PolicyContract] = {CONTRACT_V1.version: CONTRACT_V1}
 CURRENT_CONTRACT = CONTRACT_V1
 
 
+def all_finite(values: np.ndarray) -> bool:
+    """Whether every element is finite (one reduction: NaN and infinities survive a sum)."""
+    return math.isfinite(np.add.reduce(values, axis=None))
+
+
+def clip_into(values: np.ndarray, low, high, out: np.ndarray) -> np.ndarray:
+    """np.clip without its Python-level wrapper (a few microseconds a call in the control loop)."""
+    np.maximum(values, low, out=out)
+    return np.minimum(out, high, out=out)
+
+
 def projected_gravity(quaternion_xyzw: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Unit gravity direction (world -z) expressed in the body frame, from the body orientation in the world."""
     x, y, z, w = quaternion_xyzw
@@ -163,7 +174,7 @@ class ObservationBuilder:
         f[s["last_action"]] = last_action
         np.multiply(f, self._scale, out=f)
         clip = self.contract.observation_clip
-        np.clip(f, -clip, clip, out=f)
+        clip_into(f, -clip, clip, out=f)
         # Non-finite inputs stay non-finite here on purpose: the caller's safety check must see them.
         h = self._history
         if not self._filled:
@@ -189,12 +200,13 @@ class ActionMapping:
 
     def clip_action(self, action: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         c = self.contract.action_clip
-        return np.clip(action, -c, c, out=out if out is not None else np.empty(self.contract.action_size))
+        return clip_into(action, -c, c, out=out if out is not None else np.empty(self.contract.action_size))
 
-    def to_targets(self, action: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    def to_targets(self, action: np.ndarray, out: np.ndarray | None = None, clipped_out: np.ndarray | None = None) -> np.ndarray:
+        """Joint targets for ``action``; the clipped action (what the policy sees next as its last action) is
+        written to ``clipped_out`` when given."""
         out = np.empty(self.contract.action_size) if out is None else out
-        self.clip_action(action, out=self._clipped)
-        np.multiply(self._clipped, self.contract.action_scale, out=out)
+        clipped = self.clip_action(action, out=self._clipped if clipped_out is None else clipped_out)
+        np.multiply(clipped, self.contract.action_scale, out=out)
         out += self._default_pose
-        np.clip(out, self._lower, self._upper, out=out)
-        return out
+        return clip_into(out, self._lower, self._upper, out=out)

@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from pupper_ros.backends import Backend, BackendError
-from pupper_ros.contract import ActionMapping, GaitClock, ObservationBuilder, projected_gravity
+from pupper_ros.contract import ActionMapping, GaitClock, ObservationBuilder, all_finite, projected_gravity
 from pupper_ros.policy import OnnxPolicy
 from pupper_ros.robot_profile import RobotProfile
 from pupper_ros.safety import JointCommand, SafetySupervisor, SensorSample, State
@@ -85,11 +85,10 @@ class Controller:
         started = time.perf_counter()
         action = self.policy(observation)
         self.last_inference_s = time.perf_counter() - started
-        if not np.all(np.isfinite(action)):
+        if not all_finite(action):
             self.policy_target[:] = np.nan  # the supervisor faults on it
             return
-        self.mapping.clip_action(action, out=self.last_action)
-        self.mapping.to_targets(self.last_action, out=self.policy_target)
+        self.mapping.to_targets(action, out=self.policy_target, clipped_out=self.last_action)
         self.clock.advance()
 
     # --- operator actions, callable from any thread ------------------------------------------------------------

@@ -19,7 +19,7 @@ from enum import Enum
 
 import numpy as np
 
-from pupper_ros.contract import projected_gravity, tilt_from_gravity
+from pupper_ros.contract import all_finite, clip_into, projected_gravity, tilt_from_gravity
 from pupper_ros.robot_profile import RobotProfile
 
 
@@ -88,10 +88,8 @@ class SensorSample:
     linear_acceleration: np.ndarray | None = None  # m/s^2, body frame, +g up at rest
 
     def is_finite(self) -> bool:
-        return bool(
-            np.all(np.isfinite(self.joint_position)) and np.all(np.isfinite(self.joint_velocity))
-            and np.all(np.isfinite(self.orientation)) and np.all(np.isfinite(self.angular_velocity))
-        )
+        return (all_finite(self.joint_position) and all_finite(self.joint_velocity)
+                and all_finite(self.orientation) and all_finite(self.angular_velocity))
 
 
 class JointCommand:
@@ -146,7 +144,7 @@ class SafetySupervisor:
         if value.shape != (3,) or not np.all(np.isfinite(value)):
             self.commands_rejected += 1
             return False
-        np.clip(value, self._command_low, self._command_high, out=self._requested)
+        clip_into(value, self._command_low, self._command_high, out=self._requested)
         self._command_stamp = now
         return True
 
@@ -219,7 +217,7 @@ class SafetySupervisor:
         if now - self._command_stamp <= self.limits.command_timeout:
             self.command[:] = self._requested
         else:  # stale: ramp toward zero, so the robot slows down and stands
-            np.clip(self.command, -self._command_ramp, self._command_ramp, out=self._ramp_step)
+            clip_into(self.command, -self._command_ramp, self._command_ramp, out=self._ramp_step)
             self.command -= self._ramp_step
         return self.command
 
@@ -229,7 +227,7 @@ class SafetySupervisor:
             problem = self.sensor_problem(sample, now)
             if problem:
                 self.fault(problem)
-            elif self.needs_policy and (policy_target is None or not np.all(np.isfinite(policy_target))):
+            elif self.needs_policy and (policy_target is None or not all_finite(policy_target)):
                 self.fault("policy output is not finite" if policy_target is not None else "policy output missing")
 
         if self.state in (State.INACTIVE, State.DAMPING):
@@ -253,12 +251,11 @@ class SafetySupervisor:
             kd = self._stand_kd + alpha * (self._kd - self._stand_kd)
             if alpha >= 1.0:
                 self.state = State.WALKING
-        np.clip(desired, self._lower, self._upper, out=desired)
+        clip_into(desired, self._lower, self._upper, out=desired)
         if self._last_target is None:
-            self._last_target = np.array(sample.joint_position, dtype=np.float64)
-            np.clip(self._last_target, self._lower, self._upper, out=self._last_target)
+            self._last_target = clip_into(sample.joint_position, self._lower, self._upper, out=np.empty_like(desired))
         np.subtract(desired, self._last_target, out=desired)
-        np.clip(desired, -self._max_step, self._max_step, out=desired)
+        clip_into(desired, -self._max_step, self._max_step, out=desired)
         self._last_target += desired
         out.position[:] = self._last_target
         out.kp[:] = min(kp, self.profile.kp_max)
@@ -271,14 +268,14 @@ class SafetySupervisor:
         self.fault_reason = ""
         self._phase_time = 0.0
         self._consecutive_overruns = 0
-        np.clip(sample.joint_position, self._lower, self._upper, out=self._start_pose)
+        clip_into(sample.joint_position, self._lower, self._upper, out=self._start_pose)
         self._last_target = self._start_pose.copy()
         self.command[:] = 0.0
 
     def _damping(self, sample: SensorSample | None, out: JointCommand) -> None:
         self._last_target = None
-        if sample is not None and np.all(np.isfinite(sample.joint_position)):
-            np.clip(sample.joint_position, self._lower, self._upper, out=out.position)
+        if sample is not None and all_finite(sample.joint_position):
+            clip_into(sample.joint_position, self._lower, self._upper, out=out.position)
         else:
             out.position[:] = self._default
         out.kp[:] = 0.0
