@@ -109,6 +109,9 @@ class Controller:
             self.supervisor.emergency_stop()
 
     def clear_fault(self, now: float) -> tuple[bool, str]:
+        problem = self.backend.problem()
+        if problem:
+            return False, f"robot link not healthy: {problem}"
         with self.lock:
             return self.supervisor.clear_fault(self.backend.latest_sample(now), now)
 

@@ -285,6 +285,11 @@ class WalkNode(LifecycleNode):
         if value != self._last_state_published:
             self.state_pub.publish(String(data=value))
             self._last_state_published = value
+            reason = self.controller.supervisor.fault_reason if self.controller is not None else ""
+            if value == State.DAMPING.value and reason:
+                self.get_logger().error(f"DAMPING: {reason} (call ~/clear_fault to stand up again)")
+            else:
+                self.get_logger().info(f"state {value}")
 
     def _publish_telemetry(self) -> None:
         controller, telemetry = self.controller, self.telemetry

@@ -173,3 +173,76 @@ class StatusDecoder:
         self.drop_reasons[why] += 1
         del self._buffer[:1]
         self.discarded_bytes += 1
+
+
+class HostDecoder:
+    """The Teensy's side of the host stream (``0x00``, length byte, msgpack map): used by the firmware emulator."""
+
+    def __init__(self):
+        self._buffer = bytearray()
+        self.frames = 0
+        self.dropped = 0
+
+    def feed(self, data: bytes) -> list[dict]:
+        buffer = self._buffer
+        buffer += data
+        messages = []
+        while True:
+            start = buffer.find(bytes((HOST_START,)))
+            if start < 0:
+                buffer.clear()
+                return messages
+            if start > 0:
+                del buffer[:start]
+            if len(buffer) < 2:
+                return messages
+            length = buffer[1]
+            if len(buffer) < 2 + length:
+                return messages
+            try:
+                message = msgpack.unpackb(bytes(buffer[2:2 + length]), raw=False)
+            except Exception:
+                message = None
+            if not isinstance(message, dict) or length == 0:
+                self.dropped += 1
+                del buffer[:1]
+                continue
+            del buffer[:2 + length]
+            self.frames += 1
+            messages.append(message)
+
+
+@dataclass(frozen=True)
+class FirmwareLayout:
+    """How a robot's joints sit in the firmware's 12-value arrays, and the units of its numbers.
+
+    Read from the ``serial`` section of a robot profile; ``to_firmware[i]`` is the profile index of firmware slot i.
+    """
+
+    to_firmware: tuple[int, ...]
+    directions: tuple[float, ...]
+    torque_per_amp: float  # Nm/A
+    max_current: float  # A
+    imu_angle_scale: float  # multiply status angles by this to get rad
+    imu_rate_scale: float  # multiply status rates by this to get rad/s
+
+    @classmethod
+    def from_profile(cls, profile) -> "FirmwareLayout":
+        section = profile.extra.get("serial")
+        if not isinstance(section, dict):
+            raise ValueError(f"robot {profile.name} has no 'serial' section in its profile; the serial backend needs one")
+        names = section.get("firmware_joints")
+        if not isinstance(names, list) or sorted(names) != sorted(profile.joints):
+            raise ValueError(f"robot {profile.name}: serial.firmware_joints must name each of the profile's {profile.num_joints} joints once")
+        directions = section.get("firmware_directions", [1.0] * NUM_JOINTS)
+        if len(directions) != NUM_JOINTS or any(d not in (1, -1) for d in directions):
+            raise ValueError(f"robot {profile.name}: serial.firmware_directions must be 12 values of +1 or -1")
+        scales = {"rad": 1.0, "deg": math.pi / 180.0}
+        units = (section.get("imu_angle_unit", "rad"), section.get("imu_rate_unit", "rad"))
+        if any(u not in scales for u in units):
+            raise ValueError(f"robot {profile.name}: serial.imu_angle_unit and imu_rate_unit must be 'rad' or 'deg'")
+        torque_per_amp, max_current = float(section.get("torque_per_amp", 0)), float(section.get("max_current", 0))
+        if not (torque_per_amp > 0 and max_current > 0):
+            raise ValueError(f"robot {profile.name}: serial.torque_per_amp and serial.max_current must be positive")
+        return cls(tuple(profile.joints.index(n) for n in names), tuple(float(d) for d in directions),
+                   torque_per_amp, max_current, scales[units[0]], scales[units[1]])

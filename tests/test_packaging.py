@@ -17,7 +17,7 @@ import pupper_ros
 
 ROOT = Path(__file__).resolve().parents[1]
 # Modules that exist to simulate; everything else in pupper_ros is runtime and must stay free of torch and PyBullet.
-SIMULATION_MODULES = {"pupper_ros.simulation", "pupper_ros.backends.sim_backend"}
+SIMULATION_MODULES = {"pupper_ros.simulation", "pupper_ros.backends.sim_backend", "pupper_ros.firmware_emulator"}
 # pip distribution -> rosdep key in package.xml
 ROSDEP_KEYS = {
     "numpy": "python3-numpy",

@@ -32,6 +32,10 @@ class Backend(ABC):
     def close(self) -> None:
         """Leave the motors damped (or idle) and release the link; safe to call twice."""
 
+    def problem(self) -> str:
+        """Why the link cannot be trusted right now ("" when it can); checked before a fault is cleared."""
+        return ""
+
     def diagnostics(self) -> dict[str, str]:
         return {}
 

@@ -1,0 +1,194 @@
+"""The serial path end to end: pupper-walk --backend serial as a subprocess, talking through a real pseudo-terminal
+to the firmware emulator (the Teensy's side of the protocol over the PyBullet model). Faults are injected on the wire."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import rclpy
+import serial
+from geometry_msgs.msg import Twist
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+
+from pupper_ros import resources
+from pupper_ros.backends import BackendError
+from pupper_ros.backends.serial_backend import SerialBackend
+from pupper_ros.firmware_emulator import FirmwareEmulator
+from tests.policies import standing_network, write_policy
+from tests.ros_helpers import RosHarness
+
+MAX_JOINT_SPEED = 30.0  # the profile's velocity limit: the node's default per-tick limit
+TICK = 0.02
+
+
+@pytest.fixture
+def emulator(tmp_path, profile):
+    emu = FirmwareEmulator(profile, link=tmp_path / "tty")
+    emu.start()
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture
+def ros():
+    harness = RosHarness()
+    yield harness
+    harness.close()
+
+
+class Operator:
+    def __init__(self, ros):
+        self.ros = ros
+        self.node = ros.add(rclpy.create_node("bench_operator", context=ros.context))
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.states = []
+        self.node.create_subscription(String, "/pupper_walk/state", lambda m: self.states.append(m.data), latched)
+        self.cmd = self.node.create_publisher(Twist, "/cmd_vel", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        self.clear = self.node.create_client(Trigger, "/pupper_walk/clear_fault")
+
+    @property
+    def state(self):
+        return self.states[-1] if self.states else None
+
+    def wait_state(self, value, timeout=15.0):
+        return self.ros.spin_until(lambda: self.state == value, timeout)
+
+    def clear_fault(self):
+        assert self.clear.wait_for_service(timeout_sec=5)
+        future = self.clear.call_async(Trigger.Request())
+        assert self.ros.spin_until(future.done, 5)
+        return future.result()
+
+
+def start_walk(port, policy=None):
+    args = [sys.executable, "-m", "pupper_ros.walk", "--backend", "serial", "--port", str(port)]
+    if policy is not None:
+        args += ["--policy", str(policy)]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def stop(proc):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            return proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+def assert_inside_envelope(emu, profile, margin=0.05):
+    assert np.all(emu.target_low >= profile.lower_limits + margin - 1e-6)
+    assert np.all(emu.target_high <= profile.upper_limits - margin + 1e-6)
+    assert emu.max_abs_target_step <= MAX_JOINT_SPEED * TICK + 1e-6
+    assert emu.max_kp <= profile.kp_max + 1e-6 and emu.max_kd <= profile.kd_max + 1e-6
+
+
+@pytest.fixture(scope="module")
+def standing_policy(tmp_path_factory, profile):
+    return write_policy(tmp_path_factory.mktemp("serial") / "stand.onnx", profile, standing_network())
+
+
+def test_motors_stay_idle_until_activation_and_close_sends_damping(emulator, profile):
+    backend = SerialBackend(profile, TICK, port=str(emulator.port))
+    backend.open()
+    time.sleep(0.3)
+    assert emulator.idle and emulator.commands_received == 0
+    assert backend.latest_sample(time.monotonic()) is not None  # status frames flow while idle
+    backend.close()
+    time.sleep(0.1)
+    assert emulator.commands_received == 1 and emulator.max_kp == 0.0 and emulator.max_kd > 0  # damping, not a jump
+
+
+def test_a_missing_port_is_named_clearly(profile, tmp_path):
+    backend = SerialBackend(profile, TICK, port=str(tmp_path / "ttyACM9"))
+    with pytest.raises(BackendError, match="no such device"):
+        backend.open()
+
+
+def test_a_busy_port_is_named_clearly(emulator, profile):
+    holder = serial.Serial(str(emulator.port), exclusive=True)
+    try:
+        with pytest.raises(BackendError, match="busy"):
+            SerialBackend(profile, TICK, port=str(emulator.port)).open()
+    finally:
+        holder.close()
+
+
+@pytest.mark.parametrize("fault", ["garbage", "truncated", "oversized", "bad_msgpack", "missing_keys", "short_arrays", "nan"])
+def test_a_single_bad_frame_is_dropped_and_counted_without_a_fault(emulator, profile, fault):
+    backend = SerialBackend(profile, TICK, port=str(emulator.port))
+    backend.open()
+    try:
+        time.sleep(0.2)
+        dropped_before = backend.decoder.dropped + backend.decoder.resyncs
+        emulator.inject(fault)
+        time.sleep(0.3)
+        assert backend.decoder.dropped + backend.decoder.resyncs > dropped_before
+        age = time.monotonic() - backend.latest_sample(time.monotonic()).stamp
+        assert age < 0.05  # good frames keep coming
+    finally:
+        backend.close()
+
+
+def test_walk_over_serial_survives_bad_frames_and_recovers_from_stall_and_unplug(emulator, ros, profile, standing_policy):
+    proc = start_walk(emulator.port, standing_policy)
+    operator = Operator(ros)
+    try:
+        assert operator.wait_state("WALKING"), (operator.states, proc.poll())
+        height = emulator.ground_truth().base_position[2]
+        assert height > 0.13, f"not standing: base at {height:.3f} m"
+        for fault in ("garbage", "truncated", "oversized", "bad_msgpack", "missing_keys", "short_arrays", "nan"):
+            emulator.inject(fault)
+            ros.spin_for(0.1)
+        ros.spin_for(0.5)
+        assert operator.state == "WALKING" and proc.poll() is None
+
+        emulator.inject("stall", 0.5)  # longer than the 0.1 s sensor timeout
+        assert operator.wait_state("DAMPING", 3)
+        ros.spin_for(0.7)
+        assert operator.clear_fault().success
+        assert operator.wait_state("WALKING")
+
+        emulator.inject("unplug")
+        assert operator.wait_state("DAMPING", 3)
+        refused = operator.clear_fault()
+        assert not refused.success  # no fresh frames while unplugged
+        emulator.inject("replug")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (result := operator.clear_fault()).success:
+            ros.spin_for(0.3)
+        assert result.success, result.message
+        assert operator.wait_state("WALKING")
+        assert proc.poll() is None
+        assert_inside_envelope(emulator, profile)
+    finally:
+        code = stop(proc)
+        output = proc.stdout.read()
+    assert code == 0, output
+
+
+@pytest.mark.skipif(not resources.default_policy_path().is_file(), reason="no shipped policy in models/")
+def test_walks_forward_over_serial(emulator, ros, profile):
+    proc = start_walk(emulator.port)
+    operator = Operator(ros)
+    try:
+        assert operator.wait_state("WALKING"), (operator.states, proc.poll())
+        x0 = emulator.ground_truth().base_position[0]
+        forward = Twist()
+        forward.linear.x = 0.3
+        deadline = time.monotonic() + 4.0
+        while time.monotonic() < deadline:
+            operator.cmd.publish(forward)
+            ros.spin_for(0.05)
+        moved = emulator.ground_truth().base_position[0] - x0
+        assert moved > 0.5, f"moved {moved:.2f} m in 4 s at 0.3 m/s"
+        assert_inside_envelope(emulator, profile)
+    finally:
+        stop(proc)
