@@ -23,6 +23,7 @@ from pupper_ros.robot_profile import RobotProfile
 
 DEFAULT_PHYSICS_DT = 0.005
 GRAVITY = 9.81
+NOMINAL_GROUND_FRICTION = 1.0
 
 
 @dataclass
@@ -152,6 +153,10 @@ class PupperSimulation:
         self._set_friction_motors()
         for j in self.joint_ids:
             c.changeDynamics(self.robot, j, linearDamping=0.0, angularDamping=0.0, jointDamping=profile.actuator.damping)
+        # Bullet multiplies the two bodies' friction coefficients: feet at 1, so the ground's value is the contact's.
+        c.changeDynamics(self.ground, -1, lateralFriction=NOMINAL_GROUND_FRICTION)
+        for link in self.foot_link_ids:
+            c.changeDynamics(self.robot, link, lateralFriction=1.0)
         c.changeDynamics(self.robot, -1, linearDamping=0.0, angularDamping=0.0)
 
     def _set_friction_motors(self) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 
 from pupper_ros.contract import CURRENT_CONTRACT, ActionMapping, GaitClock, ObservationBuilder, projected_gravity
 from pupper_ros.robot_profile import load_robot_profile
-from pupper_ros.simulation import PupperSimulation, tilt
+from pupper_ros.simulation import NOMINAL_GROUND_FRICTION, PupperSimulation, tilt
 from training.config import TrainConfig, load_config
 from training.rewards import RewardInputs, total_reward
 
@@ -49,8 +49,6 @@ class PupperEnv(gym.Env):
         self._nominal_inertia = {
             i: c.getDynamicsInfo(self.sim.robot, i)[:3:2] for i in range(-1, c.getNumJoints(self.sim.robot))
         }
-        for link in self.sim.foot_link_ids:
-            c.changeDynamics(self.sim.robot, link, lateralFriction=1.0)
         self._fixed_command: np.ndarray | None = None
         self.command = np.zeros(3)
         self.friction = 1.0
@@ -71,8 +69,8 @@ class PupperEnv(gym.Env):
     def _randomize_dynamics(self) -> None:
         r, c, sim, rng = self.config.randomization, self.sim.client, self.sim, self.np_random
         if not self.randomize:
-            self.friction = 1.0
-            c.changeDynamics(sim.ground, -1, lateralFriction=1.0)
+            self.friction = NOMINAL_GROUND_FRICTION
+            c.changeDynamics(sim.ground, -1, lateralFriction=self.friction)
             for link, (mass, inertia) in self._nominal_inertia.items():
                 c.changeDynamics(sim.robot, link, mass=mass, localInertiaDiagonal=inertia)
             sim.kp[:] = self.profile.kp
