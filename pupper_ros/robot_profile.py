@@ -51,6 +51,7 @@ class RobotProfile:
     standing_height: float
     tilt_limit: float
     actuator: ActuatorModel = field(default_factory=ActuatorModel)
+    physics_dt: float = 0.005  # s, a physics step at which this model's explicit PD is stable in PyBullet
     extra: dict = field(default_factory=dict)  # backend-specific sections (e.g. ``serial``), validated by their users
 
     @property
@@ -62,7 +63,7 @@ _REQUIRED = (
     "name", "urdf", "base_link", "imu_link", "mass", "joints", "feet", "default_pose", "position_limits",
     "gains", "gain_limits", "torque_limit", "velocity_limit", "command_ranges", "standing_height", "tilt_limit",
 )
-_OPTIONAL = ("actuator", "serial")
+_OPTIONAL = ("actuator", "simulation", "serial")
 
 
 def load_robot_profile(robot_or_path: str | Path = resources.DEFAULT_ROBOT) -> RobotProfile:
@@ -161,5 +162,6 @@ def profile_from_dict(raw: dict, base_dir: Path, source: str = "profile") -> Rob
         standing_height=positive("standing_height", raw["standing_height"]),
         tilt_limit=positive("tilt_limit", raw["tilt_limit"]),
         actuator=ActuatorModel(**raw.get("actuator", {})),
-        extra={k: raw[k] for k in _OPTIONAL if k in raw and k != "actuator"},
+        physics_dt=positive("simulation.physics_dt", raw.get("simulation", {}).get("physics_dt", 0.005)),
+        extra={k: raw[k] for k in _OPTIONAL if k in raw and k not in ("actuator", "simulation")},
     )

@@ -21,7 +21,6 @@ import numpy as np
 
 from pupper_ros.robot_profile import RobotProfile
 
-DEFAULT_PHYSICS_DT = 0.005
 GRAVITY = 9.81
 NOMINAL_GROUND_FRICTION = 1.0
 
@@ -101,9 +100,9 @@ def _sphere_radius(urdf_path: Path, link: str) -> float:
 class PupperSimulation:
     """One Pupper on flat ground in its own PyBullet client (DIRECT unless ``gui``)."""
 
-    def __init__(self, profile: RobotProfile, *, physics_dt: float = DEFAULT_PHYSICS_DT, gui: bool = False):
+    def __init__(self, profile: RobotProfile, *, physics_dt: float | None = None, gui: bool = False):
         self.profile = profile
-        self.physics_dt = physics_dt
+        self.physics_dt = physics_dt = physics_dt or profile.physics_dt
         with _quiet_c_output():
             self.client = bullet_client.BulletClient(connection_mode=pybullet.GUI if gui else pybullet.DIRECT)
         c = self.client

@@ -101,12 +101,15 @@ def test_colcon_style_install_has_share_files_and_finds_robot_data(tmp_path):
 
 
 def test_wheel_carries_robot_data_and_models(tmp_path):
+    src = tmp_path / "src"  # build from a copy: setuptools leaves a build/ directory behind
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv", ".git", "build", "*.egg-info", "runs", "__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(tmp_path), str(ROOT)], check=True, capture_output=True)
+                    str(tmp_path), str(src)], check=True, capture_output=True)
     wheel = next(tmp_path.glob("pupper_ros-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "pupper_ros/robots/pupper_v3.urdf" in names
     assert "pupper_ros/robots/pupper_v3.yaml" in names
+    assert "pupper_ros/robots/pupper_v2.urdf" in names
     assert "pupper_ros/models/__init__.py" in names
     shipped = {p.name for p in (ROOT / "models").glob("*.onnx")}
     assert {n.split("/")[-1] for n in names if n.endswith(".onnx")} == shipped

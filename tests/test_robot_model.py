@@ -71,3 +71,25 @@ def test_stands_for_5_s_on_the_profile_gains(sim, profile):
     assert np.linalg.norm(end[:2] - start[:2]) < 0.02
     assert min(heights) > 0.12  # still standing, not sagged onto the body
     assert np.all(sim.foot_contacts())
+
+
+def test_pupper_v2_profile_and_urdf_agree_with_the_reference_kinematics():
+    """Pupper v2 is a profile file and a URDF, no new code: it loads, weighs what the reference says, its feet sit
+    where the kinematics say at the standing pose, and it stands on its PD gains."""
+    from pupper_ros.robot_profile import load_robot_profile
+
+    v2 = load_robot_profile("pupper_v2")
+    sim = PupperSimulation(v2)
+    try:
+        assert abs(sim.total_mass() - v2.mass) / v2.mass < 0.05
+        sim.reset()
+        feet = sim.foot_positions()
+        for k in range(4):
+            hip = np.array(sim.client.getLinkState(sim.robot, sim.joint_ids[3 * k + 1], computeForwardKinematics=True)[4])
+            assert hip[2] - feet[k][2] == pytest.approx(0.1568, abs=5e-4)  # pupper-kinematics.md, standing pose
+        sim.set_targets(v2.default_pose)
+        sim.step(int(3.0 / sim.physics_dt))
+        state = sim.state()
+        assert state.base_position[2] > 0.14 and tilt(state.base_orientation) < 0.1
+    finally:
+        sim.close()

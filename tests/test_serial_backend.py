@@ -192,3 +192,35 @@ def test_walks_forward_over_serial(emulator, ros, profile):
         assert_inside_envelope(emulator, profile)
     finally:
         stop(proc)
+
+
+def test_pupper_v2_joints_cross_the_link_by_name_with_the_firmware_directions(tmp_path):
+    """The v2 profile's firmware layout (3 x 4 column-major, abduction signs flipped on the right legs): a pose set
+    in the emulator's model arrives in profile order, and a command arrives as the same joint targets."""
+    from pupper_ros.robot_profile import load_robot_profile
+    from pupper_ros.safety import JointCommand
+
+    v2 = load_robot_profile("pupper_v2")
+    emu = FirmwareEmulator(v2, link=tmp_path / "tty-v2", realtime=True)
+    pose = v2.default_pose + np.linspace(-0.2, 0.2, 12)
+    with emu.lock:
+        emu.sim.reset(joint_position=pose, base_height=0.5)  # in the air: nothing moves the joints
+    emu.sim.client.setGravity(0, 0, 0)
+    emu.start()
+    backend = SerialBackend(v2, TICK, port=str(emu.port))
+    backend.open()
+    try:
+        time.sleep(0.3)
+        sample = backend.latest_sample(time.monotonic())
+        np.testing.assert_allclose(sample.joint_position, pose, atol=1e-3)
+        command = JointCommand(12)
+        command.position[:] = pose + 0.05
+        command.kp[:] = 1.0
+        command.kd[:] = 0.1
+        backend.write(command, time.monotonic())
+        time.sleep(0.1)
+        np.testing.assert_allclose(emu.sim.targets, pose + 0.05, atol=1e-5)
+        assert emu.sim.kp[0] == pytest.approx(1.0, rel=1e-5)  # A/rad on the wire, Nm/rad again at the joint
+    finally:
+        backend.close()
+        emu.stop()

@@ -29,9 +29,7 @@ class SimBackend(Backend):
         self.frames: list = []  # filled when recording
 
     def open(self) -> None:
-        from pupper_ros.simulation import DEFAULT_PHYSICS_DT
-
-        dt = self._physics_dt or DEFAULT_PHYSICS_DT
+        dt = self._physics_dt or self.profile.physics_dt
         self._substeps = max(1, round(self.control_period / dt))
         self.sim = PupperSimulation(self.profile, physics_dt=self.control_period / self._substeps, gui=self.gui)
         # The robot starts lying on its belly with limp legs, as a real robot does before activation.
