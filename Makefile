@@ -32,6 +32,7 @@ run: $(STAMP)
 	$(BIN)/pupper-sim-stand
 
 test: $(STAMP)
+	$(BIN)/ruff check pupper_ros training tests benchmarks launch
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

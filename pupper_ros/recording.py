@@ -23,7 +23,7 @@ class PoseRecorder:
             self.frames.append((np.array(truth[0]), np.array(truth[1]), np.array(joint_position)))
 
 
-def render_gif(profile: RobotProfile, frames, path: Path, frame_seconds: float, width: int = 320, height: int = 240) -> None:
+def render_gif(profile: RobotProfile, frames, path: Path, frame_seconds: float) -> None:
     from PIL import Image
 
     from pupper_ros.simulation import PupperSimulation
@@ -36,10 +36,7 @@ def render_gif(profile: RobotProfile, frames, path: Path, frame_seconds: float, 
             sim.reset(joint_position=joints)
             com = np.array(c.multiplyTransforms(position.tolist(), orientation.tolist(), sim._base_com_offset.tolist(), [0, 0, 0, 1])[0])
             c.resetBasePositionAndOrientation(sim.robot, com.tolist(), orientation.tolist())
-            view = c.computeViewMatrixFromYawPitchRoll(position.tolist(), 0.8, 30.0, -20.0, 0.0, 2)
-            proj = c.computeProjectionMatrixFOV(60, width / height, 0.05, 5.0)
-            _, _, rgba, _, _ = c.getCameraImage(width, height, view, proj, renderer=c.ER_TINY_RENDERER)
-            images.append(Image.fromarray(np.asarray(rgba, dtype=np.uint8).reshape(height, width, 4)[:, :, :3]))
+            images.append(Image.fromarray(sim.render()))
     finally:
         sim.close()
     if images:

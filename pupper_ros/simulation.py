@@ -247,6 +247,15 @@ class PupperSimulation:
         touching = {pt[3] for pt in self.client.getContactPoints(self.robot, self.ground)}
         return np.array([link in touching for link in self.foot_link_ids])
 
+    def render(self, width: int = 320, height: int = 240, distance: float = 0.8) -> np.ndarray:
+        """An RGB frame from a camera following the robot (TinyRenderer: works headless)."""
+        c = self.client
+        target = self.state().base_position.tolist()
+        view = c.computeViewMatrixFromYawPitchRoll(target, distance, 30.0, -20.0, 0.0, 2)
+        projection = c.computeProjectionMatrixFOV(60, width / height, 0.05, 5.0)
+        _, _, rgba, _, _ = c.getCameraImage(width, height, view, projection, renderer=pybullet.ER_TINY_RENDERER)
+        return np.asarray(rgba, dtype=np.uint8).reshape(height, width, 4)[:, :, :3]
+
     def total_mass(self) -> float:
         c = self.client
         return sum(c.getDynamicsInfo(self.robot, i)[0] for i in range(-1, c.getNumJoints(self.robot)))

@@ -2,18 +2,15 @@
 
 import pytest
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import Twist, TwistStamped
-from nav_msgs.msg import Odometry
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from std_msgs.msg import Empty, String
-from std_srvs.srv import Trigger
+from std_msgs.msg import Empty
 
 from pupper_ros.node import WalkNode
 from tests.policies import standing_network, write_policy
-from tests.ros_helpers import RosHarness
+from tests.ros_helpers import RosHarness, WalkClient
 
 
 @pytest.fixture(scope="module")
@@ -28,26 +25,6 @@ def ros():
     harness.close()
 
 
-class Probe:
-    """A client node: records ~/state, /odom and /diagnostics, and can publish and call the daemon's interfaces."""
-
-    def __init__(self, ros):
-        self.node = ros.add(rclpy.create_node("probe", context=ros.context))
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.states, self.odom, self.diagnostics = [], [], []
-        self.node.create_subscription(String, "/pupper_walk/state", lambda m: self.states.append(m.data), latched)
-        self.node.create_subscription(Odometry, "/odom", self.odom.append, 10)
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
-        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.estop = self.node.create_publisher(Empty, "/emergency_stop", reliable)
-        self.cmd = self.node.create_publisher(Twist, "/cmd_vel", reliable)
-        self.clear = self.node.create_client(Trigger, "/pupper_walk/clear_fault")
-
-    @property
-    def state(self):
-        return self.states[-1] if self.states else None
-
-
 def make_node(ros, policy_path, **params):
     values = {"policy": str(policy_path), "soft_start_duration": 0.5, "fade_in_duration": 0.5} | params
     overrides = [Parameter(k, value=v) for k, v in values.items()]
@@ -56,7 +33,7 @@ def make_node(ros, policy_path, **params):
 
 def test_lifecycle_configure_activate_deactivate_cleanup(ros, standing_policy):
     node = make_node(ros, standing_policy)
-    probe = Probe(ros)
+    probe = WalkClient(ros)
     assert ros.spin_until(lambda: probe.state == "INACTIVE")
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
     assert node.loop is not None and not node.loop.running  # configured, but nothing moves yet
@@ -72,7 +49,7 @@ def test_lifecycle_configure_activate_deactivate_cleanup(ros, standing_policy):
 
 def test_emergency_stop_then_clear_fault_stands_up_again(ros, standing_policy):
     node = make_node(ros, standing_policy)
-    probe = Probe(ros)
+    probe = WalkClient(ros)
     node.trigger_configure()
     node.trigger_activate()
     assert ros.spin_until(lambda: probe.state == "WALKING", timeout=10)
@@ -80,26 +57,22 @@ def test_emergency_stop_then_clear_fault_stands_up_again(ros, standing_policy):
     assert ros.spin_until(lambda: probe.state == "DAMPING")
     assert "emergency stop" in node.controller.supervisor.fault_reason
     assert ros.spin_until(lambda: any(s.status[0].level == DiagnosticStatus.ERROR and "emergency stop" in s.status[0].message for s in probe.diagnostics), timeout=3)
-    assert probe.clear.wait_for_service(timeout_sec=5)
-    future = probe.clear.call_async(Trigger.Request())
-    assert ros.spin_until(future.done)
-    assert future.result().success, future.result().message
+    result = probe.clear_fault()
+    assert result.success, result.message
     assert ros.spin_until(lambda: probe.state == "WALKING", timeout=10)
     node.trigger_deactivate()
 
 
 def test_clear_fault_is_refused_when_not_active(ros, standing_policy):
     make_node(ros, standing_policy)
-    probe = Probe(ros)
-    assert probe.clear.wait_for_service(timeout_sec=5)
-    future = probe.clear.call_async(Trigger.Request())
-    assert ros.spin_until(future.done)
-    assert not future.result().success and "not active" in future.result().message
+    probe = WalkClient(ros)
+    result = probe.clear_fault()
+    assert not result.success and "not active" in result.message
 
 
 def test_diagnostics_report_the_loop_and_a_cmd_vel_of_the_wrong_type(ros, standing_policy):
     node = make_node(ros, standing_policy)
-    probe = Probe(ros)
+    probe = WalkClient(ros)
     other = RosHarness()  # another process's participant, publishing the other type (one participant cannot hold both)
     stamped = other.add(rclpy.create_node("stamped_teleop", context=other.context)).create_publisher(TwistStamped, "/cmd_vel", 10)
     node.trigger_configure()
@@ -118,7 +91,7 @@ def test_diagnostics_report_the_loop_and_a_cmd_vel_of_the_wrong_type(ros, standi
 
 def test_cmd_vel_reaches_the_supervisor_clamped(ros, standing_policy):
     node = make_node(ros, standing_policy)
-    probe = Probe(ros)
+    probe = WalkClient(ros)
     node.trigger_configure()
     node.trigger_activate()
     twist = Twist()

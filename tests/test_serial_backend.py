@@ -8,19 +8,14 @@ import time
 
 import numpy as np
 import pytest
-import rclpy
 import serial
-from geometry_msgs.msg import Twist
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from std_msgs.msg import String
-from std_srvs.srv import Trigger
 
 from pupper_ros import resources
 from pupper_ros.backends import BackendError
 from pupper_ros.backends.serial_backend import SerialBackend
 from pupper_ros.firmware_emulator import FirmwareEmulator
 from tests.policies import standing_network, write_policy
-from tests.ros_helpers import RosHarness
+from tests.ros_helpers import RosHarness, WalkClient
 
 MAX_JOINT_SPEED = 30.0  # the profile's velocity limit: the node's default per-tick limit
 TICK = 0.02
@@ -39,30 +34,6 @@ def ros():
     harness = RosHarness()
     yield harness
     harness.close()
-
-
-class Operator:
-    def __init__(self, ros):
-        self.ros = ros
-        self.node = ros.add(rclpy.create_node("bench_operator", context=ros.context))
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.states = []
-        self.node.create_subscription(String, "/pupper_walk/state", lambda m: self.states.append(m.data), latched)
-        self.cmd = self.node.create_publisher(Twist, "/cmd_vel", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
-        self.clear = self.node.create_client(Trigger, "/pupper_walk/clear_fault")
-
-    @property
-    def state(self):
-        return self.states[-1] if self.states else None
-
-    def wait_state(self, value, timeout=15.0):
-        return self.ros.spin_until(lambda: self.state == value, timeout)
-
-    def clear_fault(self):
-        assert self.clear.wait_for_service(timeout_sec=5)
-        future = self.clear.call_async(Trigger.Request())
-        assert self.ros.spin_until(future.done, 5)
-        return future.result()
 
 
 def start_walk(port, policy=None):
@@ -139,7 +110,7 @@ def test_a_single_bad_frame_is_dropped_and_counted_without_a_fault(emulator, pro
 
 def test_walk_over_serial_survives_bad_frames_and_recovers_from_stall_and_unplug(emulator, ros, profile, standing_policy):
     proc = start_walk(emulator.port, standing_policy)
-    operator = Operator(ros)
+    operator = WalkClient(ros)
     try:
         assert operator.wait_state("WALKING"), (operator.states, proc.poll())
         height = emulator.ground_truth().base_position[2]
@@ -177,16 +148,11 @@ def test_walk_over_serial_survives_bad_frames_and_recovers_from_stall_and_unplug
 @pytest.mark.skipif(not resources.default_policy_path().is_file(), reason="no shipped policy in models/")
 def test_walks_forward_over_serial(emulator, ros, profile):
     proc = start_walk(emulator.port)
-    operator = Operator(ros)
+    operator = WalkClient(ros)
     try:
         assert operator.wait_state("WALKING"), (operator.states, proc.poll())
         x0 = emulator.ground_truth().base_position[0]
-        forward = Twist()
-        forward.linear.x = 0.3
-        deadline = time.monotonic() + 4.0
-        while time.monotonic() < deadline:
-            operator.cmd.publish(forward)
-            ros.spin_for(0.05)
+        operator.drive(0.3, 4.0)
         moved = emulator.ground_truth().base_position[0] - x0
         assert moved > 0.5, f"moved {moved:.2f} m in 4 s at 0.3 m/s"
         assert_inside_envelope(emulator, profile)

@@ -7,14 +7,10 @@ import sys
 import time
 
 import pytest
-import rclpy
-from geometry_msgs.msg import Twist
-from nav_msgs.msg import Odometry
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from std_msgs.msg import Empty, String
+from std_msgs.msg import Empty
 
 from pupper_ros import resources
-from tests.ros_helpers import RosHarness
+from tests.ros_helpers import RosHarness, WalkClient
 
 WALK = [sys.executable, "-m", "pupper_ros.walk"]
 
@@ -30,36 +26,15 @@ def ros():
     harness.close()
 
 
-class Watcher:
-    def __init__(self, ros):
-        self.node = ros.add(rclpy.create_node("walk_test", context=ros.context))
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.states, self.odom = [], []
-        self.node.create_subscription(String, "/pupper_walk/state", lambda m: self.states.append(m.data), latched)
-        self.node.create_subscription(Odometry, "/odom", self.odom.append, 50)
-        self.cmd = self.node.create_publisher(Twist, "/cmd_vel", reliable)
-        self.estop = self.node.create_publisher(Empty, "/emergency_stop", reliable)
-
-    @property
-    def state(self):
-        return self.states[-1] if self.states else None
-
-
 @pytest.mark.skipif(not resources.default_policy_path().is_file(), reason="no shipped policy in models/")
 def test_walks_forward_on_cmd_vel_then_emergency_stop_damps_and_sigterm_exits_cleanly(ros):
     proc = start("--backend", "sim")
     try:
-        watch = Watcher(ros)
+        watch = WalkClient(ros)
         assert ros.spin_until(lambda: watch.state == "WALKING", timeout=30), (watch.states, proc.poll())
-        forward = Twist()
-        forward.linear.x = 0.3
         assert ros.spin_until(lambda: len(watch.odom) > 0, timeout=5)
         x0 = watch.odom[-1].pose.pose.position.x
-        deadline = time.monotonic() + 4.0
-        while time.monotonic() < deadline:
-            watch.cmd.publish(forward)
-            ros.spin_for(0.05)
+        watch.drive(0.3, 4.0)
         moved = watch.odom[-1].pose.pose.position.x - x0
         assert moved > 0.5, f"moved {moved:.2f} m in 4 s at 0.3 m/s"
         assert watch.state == "WALKING"
@@ -81,7 +56,7 @@ def test_sigint_sends_damping_and_exits_0_within_a_second(ros, tmp_path, profile
     policy = write_policy(tmp_path / "stand.onnx", profile, standing_network())
     proc = start("--backend", "sim", "--policy", str(policy))
     try:
-        watch = Watcher(ros)
+        watch = WalkClient(ros)
         assert ros.spin_until(lambda: watch.state == "WALKING", timeout=30), (watch.states, proc.poll())
         proc.send_signal(signal.SIGINT)
         started = time.monotonic()

@@ -229,14 +229,7 @@ class PupperEnv(gym.Env):
         return observation
 
     def render(self):
-        if self.render_mode != "rgb_array":
-            return None
-        c = self.sim.client
-        base = self.sim.state().base_position
-        view = c.computeViewMatrixFromYawPitchRoll(base.tolist(), 0.6, 30.0, -20.0, 0.0, 2)
-        proj = c.computeProjectionMatrixFOV(60, 320 / 240, 0.05, 5.0)
-        _, _, rgba, _, _ = c.getCameraImage(320, 240, view, proj, renderer=c.ER_TINY_RENDERER)
-        return np.asarray(rgba, dtype=np.uint8).reshape(240, 320, 4)[:, :, :3]
+        return self.sim.render() if self.render_mode == "rgb_array" else None
 
     def close(self):
         self.sim.close()

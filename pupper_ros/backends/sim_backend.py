@@ -26,7 +26,6 @@ class SimBackend(Backend):
         self._substeps = 1
         self._sample: SensorSample | None = None
         self._last_velocity_world = np.zeros(3)
-        self.frames: list = []  # filled when recording
 
     def open(self) -> None:
         dt = self._physics_dt or self.profile.physics_dt
@@ -79,11 +78,3 @@ class SimBackend(Backend):
         state = self.sim.state()
         linear, angular = c.getBaseVelocity(robot)
         return state.base_position, state.base_orientation, np.array(linear), np.array(angular)
-
-    def render_frame(self, width: int = 320, height: int = 240) -> np.ndarray:
-        c = self.sim.client
-        base = self.sim.state().base_position
-        view = c.computeViewMatrixFromYawPitchRoll(base.tolist(), 0.7, 30.0, -20.0, 0.0, 2)
-        proj = c.computeProjectionMatrixFOV(60, width / height, 0.05, 5.0)
-        _, _, rgba, _, _ = c.getCameraImage(width, height, view, proj, renderer=c.ER_TINY_RENDERER)
-        return np.asarray(rgba, dtype=np.uint8).reshape(height, width, 4)[:, :, :3]
