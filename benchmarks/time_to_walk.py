@@ -1,0 +1,61 @@
+"""Time to walk: the wall-clock of `pupper-train` from its start to the first checkpoint that passes the bar.
+
+Walks a run's numbered checkpoints in order (every --stride-th), exports each to ONNX and screens it with a short
+`pupper-eval` (--screen-episodes per command, randomized); a checkpoint that passes the screen gets the full bar
+(20 episodes of 10 s per command). Prints each checkpoint's figures and the first that passes, with the wall-clock
+and steps recorded in the checkpoint by the trainer.
+
+Usage: python benchmarks/time_to_walk.py runs/NAME [--stride 5] [--screen-episodes 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from training.evaluate import evaluate  # noqa: E402
+from training.export import export_checkpoint  # noqa: E402
+
+
+def summary(metrics: dict) -> str:
+    cmds = metrics["commands"]
+    worst_linear = max(m["linear_tracking_error"] for n, m in cmds.items() if n != "stand" and not n.startswith("turn"))
+    worst_yaw = max(m["yaw_tracking_error"] for n, m in cmds.items() if n.startswith("turn"))
+    falls = sum(m["falls"] for m in cmds.values())
+    return f"worst linear error {worst_linear:.3f} m/s, worst yaw error {worst_yaw:.3f} rad/s, stand drift {cmds['stand']['drift']:.3f}, falls {falls}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--stride", type=int, default=5)
+    parser.add_argument("--screen-episodes", type=int, default=3)
+    parser.add_argument("--from-iteration", type=int, default=0)
+    args = parser.parse_args()
+    checkpoints = sorted((args.run / "checkpoints").glob("model_*.pt"))
+    checkpoints = [c for c in checkpoints if int(c.stem.split("_")[1]) >= args.from_iteration][:: args.stride]
+    work = Path(tempfile.mkdtemp())
+    for checkpoint in checkpoints:
+        state = torch.load(checkpoint, weights_only=False)
+        policy = work / f"{checkpoint.stem}.onnx"
+        export_checkpoint(checkpoint, policy)
+        screen = evaluate(policy, work / checkpoint.stem, episodes=args.screen_episodes, seconds=10.0)
+        print(f"{checkpoint.name}: {state['env_steps']:,} steps, {state['wall_clock'] / 60:.1f} min: screen {summary(screen)}", flush=True)
+        if screen["bar"]["passed"]:
+            full = evaluate(policy, work / (checkpoint.stem + "_full"), episodes=20, seconds=10.0)
+            print(f"  full bar: {'PASSED' if full['bar']['passed'] else 'not met'}: {summary(full)}", flush=True)
+            if full["bar"]["passed"]:
+                print(f"time to walk: {state['wall_clock'] / 60:.1f} min ({state['env_steps']:,} steps) at {checkpoint}")
+                return 0
+    print("no checkpoint passed the bar")
+    return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
