@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         while not stop.is_set() and rclpy.ok() and not (demo is not None and demo.done):
             executor.spin_once(timeout_sec=0.05)
         summary = node.loop.stats.summary() if node.loop is not None else None
+        period = node.loop.period if node.loop is not None else 0.0
         fault = node.controller.supervisor.fault_reason if node.controller is not None else ""
         profile = getattr(node, "profile", None)
         node.shutdown_safely()
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         if recorder is not None and profile is not None:
             from pupper_ros.recording import render_gif
 
-            render_gif(profile, recorder.frames, args.record, frame_seconds=recorder.every * node_period(profile, args))
+            render_gif(profile, recorder.frames, args.record, frame_seconds=recorder.every * period)
             print(f"wrote {args.record}")
     finally:
         node.shutdown_safely()
@@ -119,12 +120,6 @@ def main(argv: list[str] | None = None) -> int:
         if rclpy.ok():
             rclpy.shutdown()
     return code
-
-
-def node_period(profile, args) -> float:
-    from pupper_ros.contract import CURRENT_CONTRACT
-
-    return 1.0 / (args.control_rate or CURRENT_CONTRACT.control_rate_hz)
 
 
 if __name__ == "__main__":
