@@ -1,0 +1,98 @@
+"""``pupper-report``: turn a training run into a shippable policy with its report.
+
+Exports a checkpoint (default: the run's latest) to ``<out>.onnx``, evaluates it with the full bar (or
+``--episodes``), and writes next to it ``<out>_eval.json``, ``<out>_eval.png`` (commanded against measured
+velocity), ``<out>_learning_curve.png`` (from the run's progress.csv) and ``<out>.md`` (how it was trained and how
+it did).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import torch
+import yaml
+
+
+def learning_curve(progress_csv: Path, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(csv.DictReader(progress_csv.open()))
+    steps = [int(r["env_steps"]) / 1e6 for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.5))
+    for ax, key, label in zip(axes, ("mean_return", "mean_episode_length", "fall_share"),
+                              ("mean return (last 100 episodes)", "episode length (steps)", "share of episodes ending in a fall")):
+        ax.plot(steps, [float(r[key]) for r in rows])
+        ax.set_xlabel("environment steps (millions)")
+        ax.set_title(label, fontsize=10)
+    wall = float(rows[-1]["wall_clock_s"]) / 60
+    fig.suptitle(f"{progress_csv.parent.name}: {steps[-1]:.2f} M steps in {wall:.0f} min")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from training.evaluate import evaluate
+    from training.export import export_checkpoint
+    from training.train import resolve_checkpoint
+
+    parser = argparse.ArgumentParser(prog="pupper-report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path, help="the run directory")
+    parser.add_argument("-o", "--out", type=Path, required=True, help="output prefix, e.g. models/pupper_v3_walk")
+    parser.add_argument("--checkpoint", type=Path, help="a checkpoint of the run (default: latest)")
+    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--command", default="pupper-train", help="the training command, for the report")
+    args = parser.parse_args(argv)
+
+    checkpoint = args.checkpoint or resolve_checkpoint(args.run)
+    state = torch.load(checkpoint, weights_only=False)
+    out = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    policy = out.with_suffix(".onnx")
+    difference = export_checkpoint(checkpoint, policy)
+    eval_dir = out.parent / (out.name + "_eval_tmp")
+    metrics = evaluate(policy, eval_dir, episodes=args.episodes, seconds=10.0)
+    (eval_dir / "eval_metrics.json").replace(out.parent / f"{out.name}_eval.json")
+    (eval_dir / "eval_velocity.png").replace(out.parent / f"{out.name}_eval.png")
+    eval_dir.rmdir()
+    learning_curve(args.run / "progress.csv", out.parent / f"{out.name}_learning_curve.png")
+
+    config = state["config"]
+    lines = [
+        f"# {out.name}: training report",
+        "",
+        f"- command: `{args.command}`",
+        f"- robot: {config['robot']}; seed {state['seed']}; config digest {state['config_digest']} (resolved config: `{out.name}_config.yaml`)",
+        f"- {state['env_steps']:,} environment steps, {state['iteration']} PPO iterations, {state['wall_clock'] / 60:.1f} min of wall-clock "
+        f"on this project's 2-core build machine; checkpoint saved {state['saved']}",
+        f"- export: onnxruntime vs torch max abs difference {difference:.2e}",
+        f"- evaluation (`pupper-eval`, onnxruntime, randomized dynamics, {metrics['episodes_per_command']} episodes of "
+        f"{metrics['episode_seconds']:.0f} s per command): bar {'PASSED' if metrics['bar']['passed'] else 'NOT MET'}",
+        "",
+        "| command | vx | vy | yaw | falls | linear error m/s | yaw error rad/s | drift m/s | distance m | energy J |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, m in metrics["commands"].items():
+        c = m["command"]
+        lines.append(f"| {name} | {c['vx']} | {c['vy']} | {c['yaw_rate']} | {m['falls']} | {m['linear_tracking_error']:.3f} | "
+                     f"{m['yaw_tracking_error']:.3f} | {m['drift']:.3f} | {m['distance']:.2f} | {m['energy']:.1f} |")
+    if not metrics["bar"]["passed"]:
+        lines += ["", "Where the bar is not met: " + "; ".join(metrics["bar"]["failures"])]
+    lines += ["", f"Learning curve: `{out.name}_learning_curve.png`; commanded against measured velocity: `{out.name}_eval.png`."]
+    (out.parent / f"{out.name}.md").write_text("\n".join(lines) + "\n")
+    (out.parent / f"{out.name}_config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    torch.save(state, out.parent / f"{out.name}_checkpoint.pt")
+    print("\n".join(lines))
+    print(json.dumps(metrics["bar"]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
