@@ -43,6 +43,20 @@ class Controller:
         self.lock = threading.Lock()  # guards the supervisor between the loop thread and ROS callbacks
 
     def tick(self, now: float) -> JointCommand:
+        """One control step. Any unexpected error inside it ends in DAMPING (fail closed), never in a dead loop."""
+        try:
+            return self._tick(now)
+        except Exception as exc:  # noqa: BLE001 - whatever broke, the motors must get a safe command
+            with self.lock:
+                self.supervisor.fault(f"control step failed: {type(exc).__name__}: {exc}")
+                self.supervisor.step(self.sample, now, None, self.command)
+            try:
+                self.backend.write(self.command, now)
+            except Exception:  # noqa: BLE001 - the link itself is gone; the supervisor already latched DAMPING
+                pass
+            return self.command
+
+    def _tick(self, now: float) -> JointCommand:
         with self.lock:
             sup = self.supervisor
             sample = self.backend.latest_sample(now)

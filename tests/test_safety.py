@@ -254,3 +254,28 @@ def test_every_command_stays_inside_the_envelope(profile, events):
     event_note = "reached STANDING_UP or WALKING" if active_ticks else "never active"
     note(event_note)
     hypothesis_event(event_note)
+
+
+def test_an_error_inside_the_control_step_fails_closed(profile, tmp_path):
+    """A policy that raises (here: onnxruntime handed a broken session) must leave the robot in DAMPING with a
+    damping command written, not a dead control thread."""
+    from pupper_ros.backends.sim_backend import SimBackend
+    from pupper_ros.controller import Controller
+    from pupper_ros.policy import load_policy
+    from tests.policies import standing_network, write_policy
+
+    policy = load_policy(write_policy(tmp_path / "p.onnx", profile, standing_network()), profile)
+    supervisor = make(profile)
+    backend = SimBackend(profile, DT, realtime=False)
+    backend.open()
+    controller = Controller(profile, policy, supervisor, backend, 1)
+    controller.activate(0.0)
+    t = 0.0
+    while supervisor.state != State.WALKING:
+        t += DT
+        controller.tick(t)
+    policy._feed = {"wrong_input_name": policy._input}  # onnxruntime raises on the next inference
+    command = controller.tick(t + DT)
+    assert supervisor.state == State.DAMPING and "control step failed" in supervisor.fault_reason
+    assert np.all(command.kp == 0.0)
+    backend.close()
