@@ -33,7 +33,8 @@ class PupperEnv(gym.Env):
         self.sim = PupperSimulation(self.profile, physics_dt=self.config.env.physics_dt)
         self.decimation = max(1, round(self.contract.control_period / self.config.env.physics_dt))
         self.dt = self.decimation * self.config.env.physics_dt
-        self.builder = ObservationBuilder(self.contract, self.profile)
+        self.builder = ObservationBuilder(self.contract, self.profile)  # what the policy sees (noisy)
+        self.clean_builder = ObservationBuilder(self.contract, self.profile)  # the same without noise, for the critic
         self.mapping = ActionMapping(self.contract, self.profile)
         self.clock = GaitClock(self.contract)
         clip, action_clip = self.contract.observation_clip, self.contract.action_clip
@@ -119,6 +120,7 @@ class PupperEnv(gym.Env):
         self.sim.set_targets(q)
         self.previous_targets = q.copy()
         self.builder.reset()
+        self.clean_builder.reset()
         self.clock.reset(float(self.np_random.uniform()))
         self.command = self._sample_command()
         state = self.sim.state()
@@ -208,9 +210,7 @@ class PupperEnv(gym.Env):
             velocity_command=self.command, gait_phase=self.clock.phase, joint_position=state.joint_position,
             joint_velocity=state.joint_velocity, last_action=self.last_action,
         )
-        # The critic sees the noiseless observation; the builder's buffer is reused, so copy it first.
-        self._clean_observation[:] = self.builder.build(**values)
-        self.builder.reset()
+        self._clean_observation[:] = self.clean_builder.build(**values)
         if self.randomize:
             nj = self.profile.num_joints
             values["base_angular_velocity"] = state.base_angular_velocity + rng.uniform(-n.angular_velocity, n.angular_velocity, 3)
