@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml setup.py | $(BIN)/python
 	@touch $@
 
 run: $(STAMP)
-	$(BIN)/pupper-sim-stand
+	$(BIN)/pupper-walk --backend sim --demo
 
 test: $(STAMP)
 	$(BIN)/ruff check pupper_ros training tests benchmarks launch

@@ -31,6 +31,22 @@ def summary(metrics: dict) -> str:
     return f"worst linear error {worst_linear:.3f} m/s, worst yaw error {worst_yaw:.3f} rad/s, stand drift {cmds['stand']['drift']:.3f}, falls {falls}"
 
 
+def shortfall(metrics: dict) -> float:
+    """How far a screen is from the bar: the sum over commands of each error's excess over its limit, relative to
+    the limit, plus one per fall. Zero passes."""
+    from training.evaluate import BAR
+
+    total = 0.0
+    for name, m in metrics["commands"].items():
+        total += m["falls"]
+        if name == "stand":
+            total += max(0.0, m["drift"] - BAR["standing_drift"]) / BAR["standing_drift"]
+        else:
+            total += max(0.0, m["linear_tracking_error"] - BAR["linear_error"]) / BAR["linear_error"]
+            total += max(0.0, m["yaw_tracking_error"] - BAR["yaw_error"]) / BAR["yaw_error"]
+    return total
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path)
@@ -41,19 +57,23 @@ def main() -> int:
     checkpoints = sorted((args.run / "checkpoints").glob("model_*.pt"))
     checkpoints = [c for c in checkpoints if int(c.stem.split("_")[1]) >= args.from_iteration][:: args.stride]
     work = Path(tempfile.mkdtemp())
+    best = (float("inf"), None)
     for checkpoint in checkpoints:
         state = torch.load(checkpoint, weights_only=False)
         policy = work / f"{checkpoint.stem}.onnx"
         export_checkpoint(checkpoint, policy)
         screen = evaluate(policy, work / checkpoint.stem, episodes=args.screen_episodes, seconds=10.0)
-        print(f"{checkpoint.name}: {state['env_steps']:,} steps, {state['wall_clock'] / 60:.1f} min: screen {summary(screen)}", flush=True)
+        gap = shortfall(screen)
+        best = min(best, (gap, checkpoint), key=lambda b: b[0])
+        print(f"{checkpoint.name}: {state['env_steps']:,} steps, {state['wall_clock'] / 60:.1f} min: screen {summary(screen)}, "
+              f"shortfall {gap:.2f}", flush=True)
         if screen["bar"]["passed"]:
             full = evaluate(policy, work / (checkpoint.stem + "_full"), episodes=20, seconds=10.0)
             print(f"  full bar: {'PASSED' if full['bar']['passed'] else 'not met'}: {summary(full)}", flush=True)
             if full["bar"]["passed"]:
                 print(f"time to walk: {state['wall_clock'] / 60:.1f} min ({state['env_steps']:,} steps) at {checkpoint}")
                 return 0
-    print("no checkpoint passed the bar")
+    print(f"no checkpoint passed the bar; closest: {best[1]} (shortfall {best[0]:.2f})")
     return 1
 
 
