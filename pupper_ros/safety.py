@@ -76,6 +76,33 @@ class SafetyLimits:
                 raise ValueError(f"{name} must be in (0, {maximum}], got {value!r}")
 
 
+class TargetEnvelope:
+    """Where joint targets may go: inside the position limits less a margin, moving at most ``max_joint_speed``.
+
+    The supervisor passes every command through it; the training environment passes every action through the same
+    envelope at the node's defaults, so a policy learns on the targets it will be allowed to send.
+    """
+
+    def __init__(self, profile: RobotProfile, joint_limit_margin: float, max_joint_speed: float, control_period: float):
+        self.lower = profile.lower_limits + joint_limit_margin
+        self.upper = profile.upper_limits - joint_limit_margin
+        self.max_step = max_joint_speed * control_period
+
+    @classmethod
+    def deployed_default(cls, profile: RobotProfile, control_period: float) -> "TargetEnvelope":
+        """The envelope `pupper-walk` applies with its default parameters (see ``config/walk.yaml``)."""
+        return cls(profile, SafetyLimits.joint_limit_margin, profile.velocity_limit, control_period)
+
+    def step(self, desired: np.ndarray, last: np.ndarray) -> np.ndarray:
+        """Move ``last`` (in place) toward ``desired`` clipped into the limits, by at most one tick's step.
+        ``desired`` is used as scratch."""
+        clip_into(desired, self.lower, self.upper, out=desired)
+        np.subtract(desired, last, out=desired)
+        clip_into(desired, -self.max_step, self.max_step, out=desired)
+        last += desired
+        return last
+
+
 @dataclass
 class SensorSample:
     """One reading of the robot's sensors, in the profile's joint order and the body frame (REP 103)."""
@@ -112,10 +139,9 @@ class SafetySupervisor:
         self.profile = profile
         self.limits = limits
         n = profile.num_joints
-        self._lower = profile.lower_limits + limits.joint_limit_margin
-        self._upper = profile.upper_limits - limits.joint_limit_margin
+        self._envelope = TargetEnvelope(profile, limits.joint_limit_margin, limits.max_joint_speed, limits.control_period)
+        self._lower, self._upper = self._envelope.lower, self._envelope.upper
         self._default = np.clip(profile.default_pose, self._lower, self._upper)
-        self._max_step = limits.max_joint_speed * limits.control_period
         self._kp = min(profile.kp, profile.kp_max)
         self._kd = min(profile.kd, profile.kd_max)
         self._stand_kp = min(limits.stand_kp or profile.kp, profile.kp_max)
@@ -251,12 +277,9 @@ class SafetySupervisor:
             kd = self._stand_kd + alpha * (self._kd - self._stand_kd)
             if alpha >= 1.0:
                 self.state = State.WALKING
-        clip_into(desired, self._lower, self._upper, out=desired)
         if self._last_target is None:
             self._last_target = clip_into(sample.joint_position, self._lower, self._upper, out=np.empty_like(desired))
-        np.subtract(desired, self._last_target, out=desired)
-        clip_into(desired, -self._max_step, self._max_step, out=desired)
-        self._last_target += desired
+        self._envelope.step(desired, self._last_target)
         out.position[:] = self._last_target
         out.kp[:] = min(kp, self.profile.kp_max)
         out.kd[:] = min(kd, self.profile.kd_max)

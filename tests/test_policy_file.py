@@ -1,6 +1,8 @@
 """The ONNX policy file: export parity with torch, and one refusal per way a file can be wrong."""
 
 import json
+import os
+import stat
 
 import numpy as np
 import onnx
@@ -57,6 +59,16 @@ def test_export_matches_torch_in_onnxruntime(tmp_path, profile):
     assert np.max(np.abs(policy(obs[0]) - expected[0])) < 1e-5
     assert policy.info.robot == "pupper_v3"
     assert policy.info.provenance["seed"] == 0
+
+
+def test_exported_file_is_readable_by_other_users(tmp_path, profile):
+    # the systemd unit runs the daemon as its own user; a 0600 file (mkstemp's mode) would fail to load there
+    old = os.umask(0o022)
+    try:
+        path = write_policy(tmp_path / "p.onnx", profile, tiny_network(seed=3))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
 
 def test_exporter_refuses_a_model_that_disagrees_with_torch(tmp_path, profile):

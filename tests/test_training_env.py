@@ -5,6 +5,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from pupper_ros.contract import CURRENT_CONTRACT
+from pupper_ros.safety import SafetyLimits
 from training import rewards
 from training.config import ConfigError, load_config
 from training.env import PupperEnv
@@ -163,3 +164,18 @@ def test_swing_height_counts_only_feet_the_clock_has_in_swing():
     assert rewards.swing_height(inputs) == pytest.approx((0.02 + 0.04) / (0.04 * 4))
     standing = make_inputs(foot_height=np.full(4, 0.05), swing_height_target=0.04, desired_stance=np.ones(4, dtype=bool))
     assert rewards.swing_height(standing) == 0.0
+
+
+def test_actions_reach_the_motors_through_the_runtimes_target_envelope(env, profile):
+    """The runtime's supervisor rate-limits targets at the profile's velocity limit and keeps a margin from the joint
+    limits; the environment applies the same envelope, so a policy never learns on jumps it cannot send."""
+    env.reset(seed=3)
+    max_step = profile.velocity_limit * env.dt
+    limit = CURRENT_CONTRACT.action_clip
+    for sign in (1.0, -1.0, 1.0):
+        before = env.previous_targets.copy()
+        env.step(np.full(12, sign * limit, dtype=np.float32))
+        moved = np.abs(env.previous_targets - before)
+        assert np.all(moved <= max_step + 1e-9) and np.max(moved) > 0.99 * max_step
+        assert np.all(env.previous_targets >= profile.lower_limits + SafetyLimits.joint_limit_margin - 1e-9)
+        assert np.all(env.previous_targets <= profile.upper_limits - SafetyLimits.joint_limit_margin + 1e-9)

@@ -14,6 +14,7 @@ import numpy as np
 
 from pupper_ros.contract import CURRENT_CONTRACT, ActionMapping, GaitClock, ObservationBuilder, projected_gravity
 from pupper_ros.robot_profile import load_robot_profile
+from pupper_ros.safety import TargetEnvelope
 from pupper_ros.simulation import NOMINAL_GROUND_FRICTION, PupperSimulation, tilt
 from training.config import TrainConfig, load_config
 from training.rewards import RewardInputs, total_reward
@@ -36,6 +37,7 @@ class PupperEnv(gym.Env):
         self.builder = ObservationBuilder(self.contract, self.profile)  # what the policy sees (noisy)
         self.clean_builder = ObservationBuilder(self.contract, self.profile)  # the same without noise, for the critic
         self.mapping = ActionMapping(self.contract, self.profile)
+        self.envelope = TargetEnvelope.deployed_default(self.profile, self.dt)  # what the runtime lets through
         self.clock = GaitClock(self.contract)
         clip, action_clip = self.contract.observation_clip, self.contract.action_clip
         self.observation_space = gym.spaces.Box(-clip, clip, (self.contract.observation_size,), np.float32)
@@ -129,7 +131,7 @@ class PupperEnv(gym.Env):
 
     def step(self, action):
         action = self.mapping.clip_action(np.asarray(action, dtype=np.float64))
-        targets = self.mapping.to_targets(action)
+        targets = self.envelope.step(self.mapping.to_targets(action), self.previous_targets.copy())
         sim = self.sim
         if self.latency_substeps > 0:
             sim.set_targets(self.previous_targets)

@@ -89,6 +89,9 @@ def export_policy(
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, suffix=".onnx.tmp")
     with os.fdopen(fd, "wb") as f:
         f.write(model_bytes)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_name, 0o666 & ~umask)  # mkstemp makes 0600; the daemon may run as another user (systemd unit)
     os.replace(tmp_name, path)  # atomic: a reader never sees half a model
     return difference
 
