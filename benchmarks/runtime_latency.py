@@ -105,7 +105,7 @@ def runtime_rss_mb(policy_path) -> tuple[float, bool]:
         "import sys, numpy as np\n"
         "sys.path.insert(0, %r)\n"
         "from runtime_latency import build\n"
-        "import pupper_ros.node, pupper_ros.walk\n"
+        "import pupper_ros.node, pupper_ros.walk, pupper_ros.backends.serial_backend\n"
         "controller, _ = build(%r, 50.0)\n"
         "controller.activate(0.0)\n"
         "[controller.tick(0.02 * k) for k in range(1, 200)]\n"
@@ -161,7 +161,7 @@ def main() -> int:
         print(f"{rate:5.0f} Hz for {args.seconds:.0f} s: period jitter p50 {np.percentile(deviation, 50):.3f} ms  "
               f"p99 {np.percentile(deviation, 99):.3f} ms  max {deviation.max():.3f} ms; overruns {overruns} of {ticks} ticks")
     rss, heavy = runtime_rss_mb(args.policy)
-    print(f"runtime process RSS (node modules, policy loaded, no simulator): {rss:.0f} MB; torch or pybullet loaded: {heavy}")
+    print(f"runtime process RSS (node, serial backend, policy loaded, no simulator): {rss:.0f} MB; torch or pybullet loaded: {heavy}")
     print(f"pupper-walk --backend sim start-up to WALKING: {startup_to_walking():.2f} s (includes 1 s soft start + 1 s fade-in)")
     return 0
 

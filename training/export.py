@@ -38,11 +38,15 @@ def export_policy(
     *,
     parity_samples: int = 256,
     seed: int = 0,
+    observation_mean: np.ndarray | None = None,
+    observation_std: np.ndarray | None = None,
 ) -> float:
     """Export ``policy`` (obs [batch, observation_size] -> actions [batch, 12]) with ``metadata`` to ``path``.
 
     The model is checked against torch on ``parity_samples`` random observations (plus a zero one) before it is
-    written; returns the max abs difference. Nothing is written when it exceeds ``PARITY_TOLERANCE``.
+    written; returns the max abs difference. Nothing is written when it exceeds ``PARITY_TOLERANCE``. The random
+    observations are ``mean + std * N(0, 1)`` (default 0 and 1): a trained policy passes its normalizer's statistics,
+    so parity is checked where the policy works rather than hundreds of standard deviations away from it.
     """
     policy = policy.eval()
     example = torch.zeros(2, observation_size)
@@ -71,7 +75,9 @@ def export_policy(
     model_bytes = model.SerializeToString()
 
     rng = np.random.default_rng(seed)
-    observations = rng.normal(0.0, 1.0, size=(parity_samples, observation_size)).astype(np.float32)
+    mean = np.zeros(observation_size) if observation_mean is None else np.asarray(observation_mean, dtype=np.float64)
+    std = np.ones(observation_size) if observation_std is None else np.asarray(observation_std, dtype=np.float64)
+    observations = (mean + std * rng.normal(0.0, 1.0, size=(parity_samples, observation_size))).astype(np.float32)
     observations[0] = 0.0
     with torch.no_grad():
         expected = policy(torch.from_numpy(observations)).numpy()
@@ -135,7 +141,10 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path) -> float:
     }
     metadata = build_metadata(CURRENT_CONTRACT, profile, command_low=profile.command_low,
                               command_high=profile.command_high, provenance=provenance)
-    return export_policy(policy, CURRENT_CONTRACT.observation_size, out, metadata)
+    actor = state["algorithm"]["actor_state_dict"]
+    return export_policy(policy, CURRENT_CONTRACT.observation_size, out, metadata,
+                         observation_mean=actor["obs_normalizer._mean"].numpy().ravel(),
+                         observation_std=actor["obs_normalizer._std"].numpy().ravel())
 
 
 def main(argv: list[str] | None = None) -> int:
