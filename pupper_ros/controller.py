@@ -110,6 +110,19 @@ class Controller:
         with self.lock:
             return self.supervisor.activate(self.backend.latest_sample(now))
 
+    def wait_for_sensors(self, clock, timeout: float) -> bool:
+        """Give a link that has just opened up to ``timeout`` s to deliver a healthy reading before activation
+        (a serial link's first status frame arrives some ms after the port opens); True once it has."""
+        deadline = time.monotonic() + timeout
+        while True:
+            now = clock()
+            with self.lock:
+                if not self.supervisor.sensor_problem(self.backend.latest_sample(now), now):
+                    return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+
     def deactivate(self) -> None:
         with self.lock:
             self.supervisor.deactivate()

@@ -33,6 +33,7 @@ from pupper_ros.robot_profile import ProfileError, load_robot_profile
 from pupper_ros.safety import JointCommand, SafetyLimits, SafetySupervisor, State
 
 NODE_NAME = "pupper_walk"
+FIRST_SAMPLE_TIMEOUT = 2.0  # s activation waits for a just-opened link's first healthy reading before refusing
 TWIST_TYPES = {False: "geometry_msgs/msg/Twist", True: "geometry_msgs/msg/TwistStamped"}
 
 
@@ -195,6 +196,7 @@ class WalkNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         if self.controller is None:
             return TransitionCallbackReturn.FAILURE
+        self.controller.wait_for_sensors(self.loop.now, FIRST_SAMPLE_TIMEOUT)
         if not self.controller.activate(self.loop.now()):
             self.get_logger().error(f"activate refused: {self.controller.supervisor.fault_reason}")
         if not self.loop.running:

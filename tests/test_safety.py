@@ -279,3 +279,51 @@ def test_an_error_inside_the_control_step_fails_closed(profile, tmp_path):
     assert supervisor.state == State.DAMPING and "control step failed" in supervisor.fault_reason
     assert np.all(command.kp == 0.0)
     backend.close()
+
+
+def test_activation_waits_for_a_just_opened_links_first_reading(profile, tmp_path):
+    """A serial link's first status frame arrives some ms after the port opens; activation waits for it (up to a
+    timeout) instead of latching DAMPING on 'no sensor sample yet'. The backend here is a test double whose first
+    reading arrives 0.2 s after opening, as a real link's would, and a second that never delivers one."""
+    import threading
+    import time
+
+    from pupper_ros.backends.backend import Backend
+    from pupper_ros.controller import Controller
+    from pupper_ros.policy import load_policy
+    from tests.policies import standing_network, write_policy
+
+    class LateFirstReadingBackend(Backend):
+        def __init__(self, delay):
+            self.sample = None
+            if delay is not None:
+                threading.Timer(delay, self._arrive).start()
+
+        def _arrive(self):
+            n = profile.num_joints
+            self.sample = SensorSample(time.monotonic(), profile.default_pose.copy(), np.zeros(n), np.array([0, 0, 0, 1.0]), np.zeros(3))
+
+        def open(self):
+            pass
+
+        def latest_sample(self, now):
+            if self.sample is not None:
+                self.sample.stamp = now
+            return self.sample
+
+        def write(self, command, now):
+            pass
+
+        def close(self):
+            pass
+
+    policy = load_policy(write_policy(tmp_path / "p.onnx", profile, standing_network()), profile)
+    late = Controller(profile, policy, make(profile), LateFirstReadingBackend(0.2), 1)
+    assert late.wait_for_sensors(time.monotonic, 2.0)
+    assert late.activate(time.monotonic()) and late.state == State.STANDING_UP
+
+    silent = Controller(profile, policy, make(profile), LateFirstReadingBackend(None), 1)
+    started = time.monotonic()
+    assert not silent.wait_for_sensors(time.monotonic, 0.3)
+    assert time.monotonic() - started >= 0.3
+    assert not silent.activate(time.monotonic()) and silent.state == State.DAMPING

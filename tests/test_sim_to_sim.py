@@ -2,7 +2,6 @@
 it does in the training environment. A gap means the runtime builds a different observation than training."""
 
 import numpy as np
-import pytest
 
 from pupper_ros import resources
 from pupper_ros.backends.sim_backend import SimBackend
@@ -15,9 +14,6 @@ from training.evaluate import run_episode
 
 COMMAND = (0.3, 0.0, 0.0)
 SECONDS = 10.0
-
-pytestmark = pytest.mark.skipif(not resources.default_policy_path().is_file(), reason="no shipped policy in models/")
-
 
 def runtime_forward_speed(profile) -> float:
     policy = load_policy(resources.default_policy_path(), profile)

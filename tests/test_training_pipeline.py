@@ -65,3 +65,25 @@ def test_export_cli_names_a_missing_run(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 1
     assert "no checkpoint at" in result.stderr
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+    import signal
+    import time
+
+    import yaml
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(dict(TINY, steps=10**9, save_every=10**6)))
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "training.train", "--config", str(config), "--out", str(run), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    progress = run / "progress.csv"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (progress.exists() and len(progress.read_text().splitlines()) > 2):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "checkpoint saved" in err
+    assert torch.load(run / "checkpoints" / "latest.pt", weights_only=False)["iteration"] >= 2

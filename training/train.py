@@ -11,6 +11,7 @@ import collections
 import csv
 import datetime as dt
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -181,6 +182,10 @@ def resolve_checkpoint(run_or_checkpoint: str | Path) -> Path:
     return path
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pupper-train", description="Train a Pupper walking policy with PPO in PyBullet.")
     parser.add_argument("--config", type=Path, help="YAML file overriding training/default.yaml")
@@ -205,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError) as exc:
         print(f"pupper-train: {exc}", file=sys.stderr)
         return 2
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill`, `systemctl stop`: checkpoint and exit as on Ctrl-C
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started with `&` from a script: Ctrl-C is ignored there
+        signal.signal(signal.SIGINT, _interrupt)
     out = args.out or (resume.parent.parent if resume else Path("runs") / dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
     print(f"pupper-train: {config.envs} envs, {config.steps:,} steps, seed {config.seed}, run {out}")
     checkpoint = train(config, out, resume, quiet=args.quiet)
