@@ -33,6 +33,8 @@ from pupper_ros.robot_profile import ProfileError, load_robot_profile
 from pupper_ros.safety import JointCommand, SafetyLimits, SafetySupervisor, State
 
 NODE_NAME = "pupper_walk"
+DEACTIVATED, SHUT_DOWN = "deactivated", "shut down"
+ORDERLY_STOPS = (DEACTIVATED, SHUT_DOWN)  # asked for by the operator: logged as information, not as a fault
 FIRST_SAMPLE_TIMEOUT = 2.0  # s activation waits for a just-opened link's first healthy reading before refusing
 TWIST_TYPES = {False: "geometry_msgs/msg/Twist", True: "geometry_msgs/msg/TwistStamped"}
 
@@ -205,7 +207,7 @@ class WalkNode(LifecycleNode):
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_in_damping("deactivated")
+        self._stop_in_damping(DEACTIVATED)
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -236,7 +238,7 @@ class WalkNode(LifecycleNode):
 
     def _teardown(self) -> None:
         if self.controller is not None:
-            self._stop_in_damping("shut down")
+            self._stop_in_damping(SHUT_DOWN)
             self.controller.backend.close()
         for timer in self._timers:
             self.destroy_timer(timer)
@@ -287,7 +289,9 @@ class WalkNode(LifecycleNode):
             self.state_pub.publish(String(data=value))
             self._last_state_published = value
             reason = self.controller.supervisor.fault_reason if self.controller is not None else ""
-            if value == State.DAMPING.value and reason:
+            if value == State.DAMPING.value and reason in ORDERLY_STOPS:
+                self.get_logger().info(f"DAMPING: {reason}")
+            elif value == State.DAMPING.value and reason:
                 self.get_logger().error(f"DAMPING: {reason} (call ~/clear_fault to stand up again)")
             else:
                 self.get_logger().info(f"state {value}")
