@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pupper_ros.safety import SafetyLimits
+
 
 @dataclass(frozen=True)
 class Param:
@@ -24,15 +26,15 @@ PARAMETERS = (
     Param("robot", "pupper_v3", "robot profile name (pupper_ros/robots/<robot>.yaml) or a path to a profile YAML"),
     Param("policy", "", "ONNX policy file; empty = the shipped policy for the robot"),
     Param("control_rate", 0.0, "control loop rate in Hz; 0 = the policy's own rate; a multiple of it runs the policy every k-th tick", 0.0, 1000.0),
-    Param("command_timeout", 0.5, "s without /cmd_vel before the command ramps to zero", 0.01, 10.0),
-    Param("soft_start_duration", 1.0, "s to move from the measured pose to the default pose on activation", 0.1, 10.0),
-    Param("fade_in_duration", 1.0, "s to blend the policy in after the soft start", 0.0, 10.0),
-    Param("sensor_timeout", 0.1, "s of sensor silence that faults to DAMPING", 0.005, 5.0),
+    Param("command_timeout", SafetyLimits.command_timeout, "s without /cmd_vel before the command ramps to zero", 0.01, 10.0),
+    Param("soft_start_duration", SafetyLimits.soft_start_duration, "s to move from the measured pose to the default pose on activation", 0.1, 10.0),
+    Param("fade_in_duration", SafetyLimits.fade_in_duration, "s to blend the policy in after the soft start", 0.0, 10.0),
+    Param("sensor_timeout", SafetyLimits.sensor_timeout, "s of sensor silence that faults to DAMPING", 0.005, 5.0),
     Param("tilt_limit", 0.0, "rad of body tilt that counts as a fall; 0 = the robot profile's", 0.0, 1.5708),
-    Param("damping_kd", 0.1, "Nm s/rad applied in DAMPING (kp is 0)", 0.0, 1.0),
-    Param("joint_limit_margin", 0.05, "rad kept clear of every joint position limit", 0.0, 0.5),
+    Param("damping_kd", SafetyLimits.damping_kd, "Nm s/rad applied in DAMPING (kp is 0)", 0.0, 1.0),
+    Param("joint_limit_margin", SafetyLimits.joint_limit_margin, "rad kept clear of every joint position limit", 0.0, 0.5),
     Param("max_joint_speed", 0.0, "rad/s a joint target may move; 0 = the robot profile's velocity limit", 0.0, 100.0),
-    Param("max_consecutive_overruns", 5, "control ticks in a row that may overrun before DAMPING", 1, 1000),
+    Param("max_consecutive_overruns", SafetyLimits.max_consecutive_overruns, "control ticks in a row that may overrun before DAMPING", 1, 1000),
     Param("stamped_cmd_vel", False, "subscribe /cmd_vel as geometry_msgs/TwistStamped instead of Twist"),
     Param("publish_rate", 50.0, "Hz for /joint_states, /imu/data, ~/joint_commands and /odom", 1.0, 500.0),
     Param("serial_port", "/dev/ttyACM0", "serial backend: device of the motor controller"),
