@@ -89,8 +89,10 @@ CURRENT_CONTRACT = CONTRACT_V1
 
 
 def all_finite(values: np.ndarray) -> bool:
-    """Whether every element is finite (one reduction: NaN and infinities survive a sum)."""
-    return math.isfinite(np.add.reduce(values, axis=None))
+    """Whether every element of a 1-D array is finite: NaN and infinities survive a sum (a sum that overflows
+    counts as not finite, which fails closed). Python's sum over ``tolist()`` takes a quarter of the time of a
+    numpy reduction on the control loop's 3- to 12-element vectors."""
+    return math.isfinite(sum(values.tolist()))
 
 
 def clip_into(values: np.ndarray, low, high, out: np.ndarray) -> np.ndarray:
@@ -101,7 +103,7 @@ def clip_into(values: np.ndarray, low, high, out: np.ndarray) -> np.ndarray:
 
 def projected_gravity(quaternion_xyzw: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Unit gravity direction (world -z) expressed in the body frame, from the body orientation in the world."""
-    x, y, z, w = quaternion_xyzw
+    x, y, z, w = quaternion_xyzw.tolist()  # Python floats: scalar arithmetic on numpy scalars is several times slower
     out = np.empty(3) if out is None else out
     # Third row of the rotation matrix (body to world), negated: R^T @ (0, 0, -1).
     out[0] = -2.0 * (x * z - w * y)

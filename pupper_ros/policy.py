@@ -67,19 +67,25 @@ class OnnxPolicy:
         self._session = session
         self.info = info
         self._input = np.zeros((1, info.contract.observation_size), dtype=np.float32)
-        self._outputs = [OUTPUT_NAME]
-        self._feed = {INPUT_NAME: self._input}
+        self._output = np.zeros((1, info.contract.action_size), dtype=np.float32)
+        # Bound once to these two buffers: a call copies the observation in and runs, with no per-call feed
+        # dictionary or output allocation (about 2 us of the control step's budget).
+        self._binding = session.io_binding()
+        self._binding.bind_cpu_input(INPUT_NAME, self._input)
+        self._binding.bind_output(OUTPUT_NAME, "cpu", 0, np.float32, list(self._output.shape), self._output.ctypes.data)
 
     @property
     def contract(self) -> PolicyContract:
         return self.info.contract
 
     def __call__(self, observation: np.ndarray) -> np.ndarray:
+        """The action for one observation: a view of an internal buffer, valid until the next call."""
         self._input[0] = observation
-        return self._session.run(self._outputs, self._feed)[0][0]
+        self._session.run_with_iobinding(self._binding)
+        return self._output[0]
 
     def run_batch(self, observations: np.ndarray) -> np.ndarray:
-        return self._session.run(self._outputs, {INPUT_NAME: np.asarray(observations, dtype=np.float32)})[0]
+        return self._session.run([OUTPUT_NAME], {INPUT_NAME: np.asarray(observations, dtype=np.float32)})[0]
 
 
 def _check(condition: bool, message: str) -> None:

@@ -161,6 +161,7 @@ class SafetySupervisor:
         self._consecutive_overruns = 0
         self._gravity = np.zeros(3)
         self._scratch = np.zeros(n)
+        self._blend = np.zeros(n)
         self._ramp_step = np.zeros(3)
 
     # --- inputs from the outside world ------------------------------------------------------------------------
@@ -271,12 +272,15 @@ class SafetySupervisor:
             kp, kd = self._stand_kp, self._stand_kd
         else:
             alpha = 1.0 if fade <= 0 else min(1.0, (self._phase_time - soft) / fade)
-            np.multiply(self._default, 1.0 - alpha, out=desired)
-            desired += alpha * policy_target
-            kp = self._stand_kp + alpha * (self._kp - self._stand_kp)
-            kd = self._stand_kd + alpha * (self._kd - self._stand_kd)
             if alpha >= 1.0:
+                desired[:] = policy_target
+                kp, kd = self._kp, self._kd
                 self.state = State.WALKING
+            else:
+                np.multiply(self._default, 1.0 - alpha, out=desired)
+                desired += np.multiply(policy_target, alpha, out=self._blend)
+                kp = self._stand_kp + alpha * (self._kp - self._stand_kp)
+                kd = self._stand_kd + alpha * (self._kd - self._stand_kd)
         if self._last_target is None:
             self._last_target = clip_into(sample.joint_position, self._lower, self._upper, out=np.empty_like(desired))
         self._envelope.step(desired, self._last_target)

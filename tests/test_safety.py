@@ -274,7 +274,7 @@ def test_an_error_inside_the_control_step_fails_closed(profile, tmp_path):
     while supervisor.state != State.WALKING:
         t += DT
         controller.tick(t)
-    policy._feed = {"wrong_input_name": policy._input}  # onnxruntime raises on the next inference
+    policy._binding.clear_binding_inputs()  # onnxruntime raises on the next inference: no input bound
     command = controller.tick(t + DT)
     assert supervisor.state == State.DAMPING and "control step failed" in supervisor.fault_reason
     assert np.all(command.kp == 0.0)
