@@ -36,6 +36,7 @@ NODE_NAME = "pupper_walk"
 DEACTIVATED, SHUT_DOWN = "deactivated", "shut down"
 ORDERLY_STOPS = (DEACTIVATED, SHUT_DOWN)  # asked for by the operator: logged as information, not as a fault
 FIRST_SAMPLE_TIMEOUT = 2.0  # s activation waits for a just-opened link's first healthy reading before refusing
+STATE_HISTORY = 10  # ~/state samples kept for subscribers that join late
 TWIST_TYPES = {False: "geometry_msgs/msg/Twist", True: "geometry_msgs/msg/TwistStamped"}
 
 
@@ -100,7 +101,9 @@ class WalkNode(LifecycleNode):
         self._timers = []
         self._publishers = []
 
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        # Transient local with a short history: a monitor that joins late gets the recent transitions, the last
+        # one being the current state (a depth-1 reader gets only that).
+        latched = QoSProfile(depth=STATE_HISTORY, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.state_pub = self.create_publisher(String, "~/state", latched)
         self.create_subscription(Empty, "/emergency_stop", self._on_emergency_stop, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
         self.create_service(Trigger, "~/clear_fault", self._on_clear_fault)
