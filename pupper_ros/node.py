@@ -30,7 +30,7 @@ from pupper_ros.controller import Controller
 from pupper_ros.parameters import PARAMETERS
 from pupper_ros.policy import PolicyLoadError, load_policy
 from pupper_ros.robot_profile import ProfileError, load_robot_profile
-from pupper_ros.safety import JointCommand, SafetyLimits, SafetySupervisor, State
+from pupper_ros.safety import JointCommand, SafetyLimits, SafetySupervisor, State, joint_speed_limit
 
 NODE_NAME = "pupper_walk"
 DEACTIVATED, SHUT_DOWN = "deactivated", "shut down"
@@ -161,7 +161,7 @@ class WalkNode(LifecycleNode):
                 tilt_limit=self._param("tilt_limit") or profile.tilt_limit,
                 damping_kd=self._param("damping_kd"),
                 joint_limit_margin=self._param("joint_limit_margin"),
-                max_joint_speed=self._param("max_joint_speed") or profile.velocity_limit,
+                max_joint_speed=joint_speed_limit(profile, self._param("max_joint_speed")),
                 max_consecutive_overruns=self._param("max_consecutive_overruns"),
             )
             supervisor = SafetySupervisor(profile, limits, policy.info.command_low, policy.info.command_high)

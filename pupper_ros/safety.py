@@ -76,6 +76,12 @@ class SafetyLimits:
                 raise ValueError(f"{name} must be in (0, {maximum}], got {value!r}")
 
 
+def joint_speed_limit(profile: RobotProfile, max_joint_speed: float = 0.0) -> float:
+    """rad/s a joint target may move: ``max_joint_speed``, or the robot's velocity limit when it is 0 (the
+    `max_joint_speed` parameter's default)."""
+    return max_joint_speed or profile.velocity_limit
+
+
 class TargetEnvelope:
     """Where joint targets may go: inside the position limits less a margin, moving at most ``max_joint_speed``.
 
@@ -91,7 +97,7 @@ class TargetEnvelope:
     @classmethod
     def deployed_default(cls, profile: RobotProfile, control_period: float) -> "TargetEnvelope":
         """The envelope `pupper-walk` applies with its default parameters (see ``config/walk.yaml``)."""
-        return cls(profile, SafetyLimits.joint_limit_margin, profile.velocity_limit, control_period)
+        return cls(profile, SafetyLimits.joint_limit_margin, joint_speed_limit(profile), control_period)
 
     def step(self, desired: np.ndarray, last: np.ndarray) -> np.ndarray:
         """Move ``last`` (in place) toward ``desired`` clipped into the limits, by at most one tick's step.
