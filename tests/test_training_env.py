@@ -54,7 +54,8 @@ def make_inputs(**changes):
     base = dict(
         command=np.array([0.5, 0.0, 0.0]), base_linear_velocity=np.array([0.5, 0.0, 0.0]),
         base_angular_velocity=np.zeros(3), projected_gravity=np.array([0.0, 0.0, -1.0]),
-        joint_position_offset=np.zeros(12), joint_torque=np.zeros(12), action=np.zeros(12), last_action=np.zeros(12),
+        joint_position_offset=np.zeros(12), joint_position=np.zeros(12), soft_joint_lower=np.full(12, -1.0),
+        soft_joint_upper=np.full(12, 2.0), joint_torque=np.zeros(12), action=np.zeros(12), last_action=np.zeros(12),
         foot_contact=np.array([True, False, False, True]), first_contact=np.zeros(4, dtype=bool),
         air_time=np.zeros(4), foot_speed_xy=np.zeros(4), desired_stance=np.array([True, False, False, True]),
         terminated=False, tracking_sigma=0.25, air_time_target=0.2, moving_command=True,
@@ -83,6 +84,8 @@ def make_inputs(**changes):
         ("gait_contact", {}, 1.0),
         ("gait_contact", {"foot_contact": np.array([True, True, True, True])}, 0.5),
         ("pose", {"joint_position_offset": np.full(12, 0.1)}, 0.12),
+        ("joint_limits", {}, 0.0),
+        ("joint_limits", {"joint_position": np.array([-1.5, 2.25] + [0.5] * 10)}, 0.75),
         ("termination", {"terminated": True}, 1.0),
     ],
 )

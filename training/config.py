@@ -105,12 +105,15 @@ class RewardConfig:
     air_time_target: float = 0.2  # s, half a gait period
     swing_height_target: float = 0.04  # m, foot clearance asked of swing feet
     only_positive: bool = True  # clip the per-step sum (termination excluded) at zero, as legged_gym
+    soft_joint_limit: float = 0.9  # share of each joint's range, about its middle, inside which joint_limits is 0
     weights: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         from training.rewards import REWARD_TERMS
 
         _at_least("rewards.tracking_sigma", self.tracking_sigma, 0.0, strict=True)
+        if not 0.0 < self.soft_joint_limit <= 1.0:
+            raise ConfigError(f"rewards.soft_joint_limit must be in (0, 1], got {self.soft_joint_limit!r}")
         unknown = sorted(set(self.weights) - set(REWARD_TERMS))
         if unknown:
             raise ConfigError(f"rewards.weights: unknown term(s) {', '.join(unknown)}; known: {', '.join(REWARD_TERMS)}")

@@ -38,6 +38,9 @@ class PupperEnv(gym.Env):
         self.clean_builder = ObservationBuilder(self.contract, self.profile)  # the same without noise, for the critic
         self.mapping = ActionMapping(self.contract, self.profile)
         self.envelope = TargetEnvelope.deployed_default(self.profile, self.dt)  # what the runtime lets through
+        middle = (self.profile.lower_limits + self.profile.upper_limits) / 2
+        half_range = (self.profile.upper_limits - self.profile.lower_limits) / 2 * self.config.rewards.soft_joint_limit
+        self.soft_joint_lower, self.soft_joint_upper = middle - half_range, middle + half_range
         self.clock = GaitClock(self.contract)
         clip, action_clip = self.contract.observation_clip, self.contract.action_clip
         self.observation_space = gym.spaces.Box(-clip, clip, (self.contract.observation_size,), np.float32)
@@ -167,7 +170,8 @@ class PupperEnv(gym.Env):
         inputs = RewardInputs(
             command=self.command, base_linear_velocity=state.base_linear_velocity,
             base_angular_velocity=state.base_angular_velocity, projected_gravity=gravity,
-            joint_position_offset=state.joint_position - self.profile.default_pose, joint_torque=state.joint_torque,
+            joint_position_offset=state.joint_position - self.profile.default_pose, joint_position=state.joint_position,
+            soft_joint_lower=self.soft_joint_lower, soft_joint_upper=self.soft_joint_upper, joint_torque=state.joint_torque,
             action=action, last_action=self.last_action, foot_contact=contacts, first_contact=first_contact,
             air_time=swing_time, foot_speed_xy=foot_speed, desired_stance=desired_stance, terminated=terminated,
             tracking_sigma=self.config.rewards.tracking_sigma, air_time_target=self.config.rewards.air_time_target,

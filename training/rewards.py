@@ -14,6 +14,9 @@ class RewardInputs:
     base_angular_velocity: np.ndarray  # body frame
     projected_gravity: np.ndarray
     joint_position_offset: np.ndarray  # measured minus default pose
+    joint_position: np.ndarray
+    soft_joint_lower: np.ndarray  # the soft limits joint_limits penalizes beyond
+    soft_joint_upper: np.ndarray
     joint_torque: np.ndarray
     action: np.ndarray
     last_action: np.ndarray
@@ -88,6 +91,14 @@ def pose(r: RewardInputs) -> float:
     return float(np.sum(np.square(r.joint_position_offset)))
 
 
+def joint_limits(r: RewardInputs) -> float:
+    """legged_gym's dof_pos_limits: rad by which joints are beyond their soft limits, summed. A policy that holds a
+    joint against its stop (stiff, but unable to move that way) pays for it."""
+    below = np.maximum(r.soft_joint_lower - r.joint_position, 0.0)
+    above = np.maximum(r.joint_position - r.soft_joint_upper, 0.0)
+    return float(np.sum(below + above))
+
+
 def termination(r: RewardInputs) -> float:
     return 1.0 if r.terminated else 0.0
 
@@ -96,7 +107,7 @@ REWARD_TERMS = {
     f.__name__: f
     for f in (
         tracking_linear_velocity, tracking_yaw_rate, vertical_velocity, roll_pitch_rate, orientation, torques,
-        action_rate, feet_air_time, foot_slip, gait_contact, swing_height, pose, termination,
+        action_rate, feet_air_time, foot_slip, gait_contact, swing_height, pose, joint_limits, termination,
     )
 }
 UNSCALED_TERMS = {"termination"}  # applied once per episode, not per second
