@@ -9,10 +9,10 @@ import numpy as np
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
-from pupper_ros.node import STATE_HISTORY
+from pupper_ros.node import state_qos
 
 SCRIPT = (
     ("stand", 3.0, (0.0, 0.0, 0.0)),
@@ -42,8 +42,7 @@ class DemoDriver(Node):
         super().__init__("pupper_demo")
         self.segments = [Segment(n, s, c) for n, s, c in script]
         self.cmd_pub = self.create_publisher(Twist, "/cmd_vel", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
-        latched = QoSProfile(depth=STATE_HISTORY, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.create_subscription(String, f"/{walk_node_name}/state", self._on_state, latched)
+        self.create_subscription(String, f"/{walk_node_name}/state", self._on_state, state_qos())
         self.create_subscription(Odometry, "/odom", self._on_odom, 50)
         self.timer = self.create_timer(0.05, self._on_timer)
         self.state = "INACTIVE"

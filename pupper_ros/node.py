@@ -37,6 +37,12 @@ DEACTIVATED, SHUT_DOWN = "deactivated", "shut down"
 ORDERLY_STOPS = (DEACTIVATED, SHUT_DOWN)  # asked for by the operator: logged as information, not as a fault
 FIRST_SAMPLE_TIMEOUT = 2.0  # s activation waits for a just-opened link's first healthy reading before refusing
 STATE_HISTORY = 10  # ~/state samples kept for subscribers that join late
+
+
+def state_qos() -> QoSProfile:
+    """``~/state``'s QoS, for the publisher and its subscribers: reliable, transient local with a short history, so a
+    monitor that joins late gets the recent transitions, the last one being the current state."""
+    return QoSProfile(depth=STATE_HISTORY, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 TWIST_TYPES = {False: "geometry_msgs/msg/Twist", True: "geometry_msgs/msg/TwistStamped"}
 
 
@@ -101,10 +107,7 @@ class WalkNode(LifecycleNode):
         self._timers = []
         self._publishers = []
 
-        # Transient local with a short history: a monitor that joins late gets the recent transitions, the last
-        # one being the current state (a depth-1 reader gets only that).
-        latched = QoSProfile(depth=STATE_HISTORY, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.state_pub = self.create_publisher(String, "~/state", latched)
+        self.state_pub = self.create_publisher(String, "~/state", state_qos())
         self.create_subscription(Empty, "/emergency_stop", self._on_emergency_stop, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
         self.create_service(Trigger, "~/clear_fault", self._on_clear_fault)
         self._publish_state(State.INACTIVE.value)
