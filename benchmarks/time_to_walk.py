@@ -5,7 +5,10 @@ Walks a run's numbered checkpoints in order (every --stride-th), exports each to
 (20 episodes of 10 s per command). Prints each checkpoint's figures and the first that passes, with the wall-clock
 and steps recorded in the checkpoint by the trainer.
 
-Usage: python benchmarks/time_to_walk.py runs/NAME [--stride 5] [--screen-episodes 3]
+Usage: python benchmarks/time_to_walk.py runs/NAME [--stride 5] [--screen-episodes 3] [--from-iteration K] [--follow]
+
+With --follow it also screens checkpoints the run writes while it trains, until none has come for --idle-minutes.
+Run it under `nice -n 19` beside a training run: it then takes the cores only while the trainer leaves them idle.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -47,18 +51,38 @@ def shortfall(metrics: dict) -> float:
     return total
 
 
+def checkpoints_to_screen(args):
+    """Every --stride-th numbered checkpoint from --from-iteration, in order; with --follow, also those still to come."""
+    def iteration(path: Path) -> int:
+        return int(path.stem.split("_")[1])
+
+    seen: set[Path] = set()
+    last_new = time.monotonic()
+    while True:
+        found = sorted(c for c in (args.run / "checkpoints").glob("model_*.pt") if iteration(c) >= args.from_iteration)
+        fresh = [c for c in found[:: args.stride] if c not in seen]
+        for checkpoint in fresh:
+            seen.add(checkpoint)
+            yield checkpoint
+        if fresh:
+            last_new = time.monotonic()
+        if not args.follow or time.monotonic() - last_new > args.idle_minutes * 60:
+            return
+        time.sleep(10)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path)
     parser.add_argument("--stride", type=int, default=5)
     parser.add_argument("--screen-episodes", type=int, default=3)
     parser.add_argument("--from-iteration", type=int, default=0)
+    parser.add_argument("--follow", action="store_true", help="keep screening checkpoints the run writes")
+    parser.add_argument("--idle-minutes", type=float, default=5.0, help="with --follow: stop after this long without one")
     args = parser.parse_args()
-    checkpoints = sorted((args.run / "checkpoints").glob("model_*.pt"))
-    checkpoints = [c for c in checkpoints if int(c.stem.split("_")[1]) >= args.from_iteration][:: args.stride]
     work = Path(tempfile.mkdtemp())
     best = (float("inf"), None)
-    for checkpoint in checkpoints:
+    for checkpoint in checkpoints_to_screen(args):
         state = torch.load(checkpoint, weights_only=False)
         policy = work / f"{checkpoint.stem}.onnx"
         export_checkpoint(checkpoint, policy)

@@ -2,8 +2,9 @@
 
   raw PyBullet physics steps/s for the Pupper (stepSimulation only: the limit),
   environment steps/s in one process (PD at every physics step, sensors, rewards, randomization),
-  vectorized environment steps/s on all cores,
-  the whole training loop (collection + PPO update) steps/s,
+  vectorized environment steps/s on all cores, stepped one step at a time (rsl_rl's VecEnv.step) and collecting
+  whole rollouts in the workers (how training collects),
+  the whole training loop (collection + PPO update) steps/s, with the default config and with two variants,
 and the ratios between them, plus the peak resident memory of the training processes.
 
 Usage: python benchmarks/training_throughput.py [--seconds S]
@@ -73,6 +74,28 @@ def vector_env_rate(seconds: float, envs: int) -> float:
     return rate
 
 
+def rollout_rate(seconds: float) -> float:
+    from training.actor_snapshot import take_snapshot
+    from training.config import load_config
+    from training.train import build_algorithm
+    from training.vec_env import PupperVecEnv
+
+    config = load_config()
+    env = PupperVecEnv(config)
+    actor = take_snapshot(build_algorithm(config, env).actor)
+    steps = config.ppo.steps_per_env
+    env.start_rollout(actor, steps)
+    env.finish_rollout()
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        env.start_rollout(actor, steps)
+        env.finish_rollout()
+        n += config.envs * steps
+    rate = n / (time.perf_counter() - start)
+    env.close()
+    return rate
+
+
 def peak_rss_mb(pids) -> float:
     total = 0.0
     for pid in pids:
@@ -85,26 +108,27 @@ def peak_rss_mb(pids) -> float:
     return total
 
 
-def training_loop_rate(seconds: float) -> tuple[float, float]:
+def training_loop_rate(seconds: float, overrides: dict | None = None) -> tuple[float, float]:
     import torch
 
     from training.config import load_config
-    from training.train import build_algorithm, run_iteration
+    from training.train import build_algorithm, training_iterations
     from training.vec_env import PupperVecEnv
 
-    config = load_config()
+    config = load_config(overrides=overrides)
     torch.set_num_threads(1)
     env = PupperVecEnv(config)
     alg = build_algorithm(config, env)
     alg.train_mode()
-    obs = env.get_observations()
-    obs, _ = run_iteration(alg, env, obs, config.ppo.steps_per_env)  # warm-up
+    iterations = training_iterations(alg, env, config)
+    next(iterations)  # warm-up
     n, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        obs, _ = run_iteration(alg, env, obs, config.ppo.steps_per_env)
+        next(iterations)
         n += config.envs * config.ppo.steps_per_env
     rate = n / (time.perf_counter() - start)
     memory = peak_rss_mb([os.getpid()] + [p.pid for p in env._procs])
+    iterations.close()
     env.close()
     return rate, memory
 
@@ -117,13 +141,22 @@ def main() -> int:
     raw = raw_physics_rate(args.seconds)
     single, decimation = single_env_rate(args.seconds)
     vector = vector_env_rate(args.seconds, 32)
+    rollouts = rollout_rate(args.seconds)
     training, memory = training_loop_rate(args.seconds)
+    overlapped, _ = training_loop_rate(args.seconds, {"ppo": {"overlap_update": True}})
+    lean, _ = training_loop_rate(args.seconds, {"ppo": {"overlap_update": True, "symmetry": False}})
     print(f"machine: {cores} cores; policy step = {decimation} physics steps")
     print(f"raw PyBullet physics          {raw:10.0f} physics steps/s   (the limit, one core)")
     print(f"one environment               {single:10.0f} env steps/s       = {single * decimation:.0f} physics steps/s, "
           f"{single * decimation / raw:.2f} of raw")
-    print(f"vectorized, {cores} workers, 32 envs {vector:8.0f} env steps/s       = {vector / single:.2f}x one environment")
-    print(f"training loop (PPO included)  {training:10.0f} env steps/s       = {training / single:.2f}x one environment")
+    print(f"vectorized, {cores} workers, 32 envs {vector:8.0f} env steps/s       = {vector / single:.2f}x one environment"
+          "  (step by step, rsl_rl's VecEnv.step)")
+    print(f"  rollouts in the workers     {rollouts:10.0f} env steps/s       = {rollouts / single:.2f}x one environment"
+          "  (as training collects)")
+    print(f"training loop (PPO included)  {training:10.0f} env steps/s       = {training / single:.2f}x one environment"
+          "  (default config)")
+    print(f"  with ppo.overlap_update     {overlapped:10.0f} env steps/s       = {overlapped / single:.2f}x one environment")
+    print(f"  and without ppo.symmetry    {lean:10.0f} env steps/s       = {lean / single:.2f}x one environment")
     print(f"peak resident memory of training (trainer + workers): {memory:.0f} MB")
     return 0
 

@@ -184,11 +184,3 @@ def test_actions_reach_the_motors_through_the_runtimes_target_envelope(env, prof
         assert np.all(moved <= max_step + 1e-9) and np.max(moved) > 0.99 * max_step
         assert np.all(env.previous_targets >= profile.lower_limits + SafetyLimits.joint_limit_margin - 1e-9)
         assert np.all(env.previous_targets <= profile.upper_limits - SafetyLimits.joint_limit_margin + 1e-9)
-
-
-def test_stage2_config_of_the_shipped_policy_loads_over_the_defaults():
-    from pathlib import Path
-
-    config = load_config(Path(__file__).parents[1] / "training" / "stage2_sideways.yaml")
-    assert config.rewards.tracking_sigma == 0.1 and config.rewards.weights["joint_limits"] == -10.0
-    assert config.rewards.weights["tracking_linear_velocity"] == load_config().rewards.weights["tracking_linear_velocity"]

@@ -147,6 +147,7 @@ class PPOConfig:
     value_loss_coef: float = 1.0
     max_grad_norm: float = 1.0
     symmetry: bool = True  # mirror augmentation (left/right) of every mini-batch
+    overlap_update: bool = False  # workers collect the next rollout during the update, acting one update behind
 
     def validate(self) -> None:
         for name in ("steps_per_env", "learning_epochs", "mini_batches"):

@@ -5,12 +5,52 @@ Kept free of torch so that worker processes (spawned, importing only this module
 
 from __future__ import annotations
 
-import os
 import traceback
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from training.actor_snapshot import ActorSnapshot
 from training.config import TrainConfig
+
+
+@dataclass
+class Rollout:
+    """``steps`` consecutive steps of every environment, acted by one actor snapshot; arrays are [step, env, ...]."""
+
+    observations: np.ndarray
+    critic_observations: np.ndarray
+    actions: np.ndarray
+    action_means: np.ndarray
+    action_std: np.ndarray  # [action]
+    rewards: np.ndarray
+    dones: np.ndarray
+    time_outs: np.ndarray
+    last_observations: np.ndarray  # [env, ...]: after the last step, for bootstrapping
+    last_critic_observations: np.ndarray
+    finished: list = field(default_factory=list)  # (return, length, fell) of episodes that ended
+    reward_terms: dict = field(default_factory=dict)  # summed over the rollout
+
+    @staticmethod
+    def concatenate(parts: list["Rollout"]) -> "Rollout":
+        """One rollout of all environments from the rollouts of their worker slices, in order."""
+        if len(parts) == 1:
+            return parts[0]
+        terms: dict[str, float] = {}
+        for p in parts:
+            for k, v in p.reward_terms.items():
+                terms[k] = terms.get(k, 0.0) + v
+
+        def join(name, axis):
+            return np.concatenate([getattr(p, name) for p in parts], axis=axis)
+
+        return Rollout(
+            *(join(n, 1) for n in ("observations", "critic_observations", "actions", "action_means")),
+            parts[0].action_std,
+            *(join(n, 1) for n in ("rewards", "dones", "time_outs")),
+            join("last_observations", 0), join("last_critic_observations", 0),
+            [f for p in parts for f in p.finished], terms,
+        )
 
 
 class EnvGroup:
@@ -21,6 +61,10 @@ class EnvGroup:
 
         self.envs = [PupperEnv(config, randomize=randomize) for _ in seeds]
         self._seeds = seeds
+        # the noise of the actions sampled in ``rollout``, one stream per environment so that a rollout does not
+        # depend on how the environments are spread over workers
+        self._action_rngs = [np.random.default_rng([seed, 1]) for seed in seeds]
+        self.observations = self.critic_observations = None
         self.episode_return = np.zeros(len(seeds))
         self.episode_length = np.zeros(len(seeds), dtype=np.int64)
 
@@ -28,7 +72,8 @@ class EnvGroup:
         obs = np.stack([env.reset(seed=seed)[0] for env, seed in zip(self.envs, self._seeds)])
         for env in self.envs:  # spread the first time-outs over an episode, so they do not all come at once
             env.steps = int(env.np_random.integers(env.max_episode_steps))
-        return obs, np.stack([e.critic_observation for e in self.envs])
+        self.observations, self.critic_observations = obs, np.stack([e.critic_observation for e in self.envs])
+        return self.observations, self.critic_observations
 
     def step(self, actions: np.ndarray):
         n = len(self.envs)
@@ -52,7 +97,30 @@ class EnvGroup:
                 o, _ = env.reset()
             obs[i], critic[i], rewards[i] = o, env.critic_observation, r
             dones[i], time_outs[i] = terminated or truncated, truncated
+        self.observations, self.critic_observations = obs, critic
         return obs, critic, rewards, dones, time_outs, finished, terms
+
+    def rollout(self, actor: ActorSnapshot, steps: int) -> Rollout:
+        """``steps`` steps of every environment with actions sampled from ``actor``, from where the last call left."""
+        n = len(self.envs)
+        obs = np.empty((steps, *self.observations.shape), dtype=np.float32)
+        critic = np.empty((steps, *self.critic_observations.shape), dtype=np.float32)
+        actions = np.empty((steps, n, len(actor.action_std)), dtype=np.float32)
+        means = np.empty_like(actions)
+        rewards = np.empty((steps, n), dtype=np.float32)
+        dones = np.empty((steps, n), dtype=bool)
+        time_outs = np.empty((steps, n), dtype=bool)
+        finished, terms = [], {}
+        for t in range(steps):
+            obs[t], critic[t] = self.observations, self.critic_observations
+            noise = np.stack([rng.standard_normal(actions.shape[2], dtype=np.float32) for rng in self._action_rngs])
+            actions[t], means[t] = actor.sample(self.observations, noise)
+            _, _, rewards[t], dones[t], time_outs[t], ended, step_terms = self.step(actions[t])
+            finished.extend(ended)
+            for k, v in step_terms.items():
+                terms[k] = terms.get(k, 0.0) + v
+        return Rollout(obs, critic, actions, means, actor.action_std, rewards, dones, time_outs,
+                       self.observations.copy(), self.critic_observations.copy(), finished, terms)
 
     def close(self):
         for env in self.envs:
@@ -60,7 +128,6 @@ class EnvGroup:
 
 
 def run_worker(conn, config: TrainConfig, seeds: list[int], randomize):
-    os.environ["OMP_NUM_THREADS"] = "1"
     try:
         group = EnvGroup(config, seeds, randomize)
         conn.send(("ok", None))
@@ -68,6 +135,8 @@ def run_worker(conn, config: TrainConfig, seeds: list[int], randomize):
             command, payload = conn.recv()
             if command == "step":
                 conn.send(("ok", group.step(payload)))
+            elif command == "rollout":
+                conn.send(("ok", group.rollout(*payload)))
             elif command == "reset":
                 conn.send(("ok", group.reset()))
             elif command == "close":

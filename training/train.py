@@ -1,7 +1,8 @@
 """``pupper-train``: PPO (rsl-rl-lib) on the vectorized Pupper environments, with checkpoints and a progress bar.
 
-The loop is rsl_rl's OnPolicyRunner loop written out, so that progress, checkpoints and Ctrl-C are ours:
-collect ``steps_per_env`` steps from every environment, compute returns, update.
+rsl_rl's PPO (storage, returns, update) with the collection done by the environment workers themselves, acting with
+a numpy snapshot of the actor: one message per worker and rollout instead of one per step, and the update can run
+while the workers collect the next rollout (``ppo.overlap_update``). Progress, checkpoints and Ctrl-C are ours.
 """
 
 from __future__ import annotations
@@ -64,22 +65,76 @@ def build_algorithm(config: TrainConfig, env):
         return PPO.construct_algorithm(env.get_observations(), env, rsl_rl_config(config), "cpu")
 
 
-def run_iteration(alg, env, obs, steps_per_env: int):
-    """Collect ``steps_per_env`` steps from every environment, then one PPO update; returns (obs, losses)."""
+def learn_from_rollout(alg, rollout) -> dict[str, float]:
+    """One PPO update of rsl_rl's algorithm on a rollout collected by the workers."""
+    fill_storage(alg, rollout)
+    return alg.update()
+
+
+def fill_storage(alg, rollout) -> None:
+    """Fill rsl_rl's rollout storage from a worker-collected rollout and compute returns and advantages.
+
+    The workers sampled the actions from a numpy copy of the actor (``rollout.action_means``, ``action_std``): the
+    importance ratio is taken against that behaviour policy. When the rollout was collected during the previous
+    update, the actor has moved on since; the KL reference of the adaptive learning rate is then the actor as it is
+    now, before this update, so that the schedule measures this update's own step as in lockstep PPO.
+    """
+    from tensordict import TensorDict
+    from torch.distributions import Normal
+
+    steps, envs = rollout.actions.shape[:2]
+    storage = alg.storage
     with torch.inference_mode():
-        for _ in range(steps_per_env):
-            actions = alg.act(obs)
-            obs, rewards, dones, extras = env.step(actions)
-            alg.process_env_step(obs, rewards, dones, extras)
-        alg.compute_returns(obs)
-    # The workers wait during the update, so it may use every core (about a fifth quicker on two); while they
-    # step, the trainer's per-step inference keeps to one thread.
-    torch.set_num_threads(os.cpu_count() or 1)
+        obs = TensorDict({"policy": torch.from_numpy(rollout.observations),
+                          "critic": torch.from_numpy(rollout.critic_observations)}, batch_size=[steps, envs])
+        flat = obs.flatten(0, 1)
+        values = alg.critic(flat).view(steps, envs, 1)
+        alg.actor(flat, stochastic_output=True)
+        reference = tuple(p.expand(steps * envs, -1).reshape(steps, envs, -1) for p in alg.actor.output_distribution_params)
+        actions = torch.from_numpy(rollout.actions)
+        behaviour = Normal(torch.from_numpy(rollout.action_means), torch.from_numpy(rollout.action_std))
+        log_probs = behaviour.log_prob(actions).sum(dim=-1)
+        rewards = torch.from_numpy(rollout.rewards)
+        rewards = rewards + alg.gamma * values.squeeze(-1) * torch.from_numpy(rollout.time_outs).float()  # bootstrap time-outs
+        dones = torch.from_numpy(rollout.dones).float()
+        transition = alg.transition
+        for t in range(steps):
+            transition.observations, transition.actions, transition.values = obs[t], actions[t], values[t]
+            transition.actions_log_prob, transition.distribution_params = log_probs[t], tuple(p[t] for p in reference)
+            transition.rewards, transition.dones = rewards[t], dones[t]
+            storage.add_transition(transition)
+            transition.clear()
+        last = TensorDict({"policy": torch.from_numpy(rollout.last_observations),
+                           "critic": torch.from_numpy(rollout.last_critic_observations)}, batch_size=[envs])
+        alg.compute_returns(last)
+
+
+def training_iterations(alg, env, config: TrainConfig):
+    """Endless PPO iterations; yields (rollout, losses) after each update.
+
+    With ``ppo.overlap_update`` the workers collect rollout k+1 while the trainer updates on rollout k, acting with
+    the actor from before that update (one update behind, as in asynchronous PPO): the two cores are kept busy
+    instead of taking turns. Otherwise they wait for the update, which then uses every core.
+    """
+    from training.actor_snapshot import take_snapshot
+
+    steps = config.ppo.steps_per_env
+    overlap = config.ppo.overlap_update
+    env.start_rollout(take_snapshot(alg.actor), steps)
     try:
-        losses = alg.update()
+        while True:
+            rollout = env.finish_rollout()
+            if overlap:
+                env.start_rollout(take_snapshot(alg.actor), steps)
+                torch.set_num_threads(1)  # the workers have the other cores
+                losses = learn_from_rollout(alg, rollout)
+            else:
+                torch.set_num_threads(os.cpu_count() or 1)  # the workers wait: the update may use every core
+                losses = learn_from_rollout(alg, rollout)
+                env.start_rollout(take_snapshot(alg.actor), steps)
+            yield rollout, losses
     finally:
         torch.set_num_threads(1)
-    return obs, losses
 
 
 def save_checkpoint(path: Path, alg, config: TrainConfig, iteration: int, env_steps: int, wall_clock: float) -> None:
@@ -131,19 +186,18 @@ def train(config: TrainConfig, out: Path, resume: Path | None = None, quiet: boo
                dynamic_ncols=True, disable=quiet, file=sys.stdout)
     start = time.monotonic()
     checkpoint = out / CHECKPOINT_DIR / LATEST
-    obs = env.get_observations()
     recent: collections.deque = collections.deque(maxlen=100)
     alg.train_mode()
+    iterations = training_iterations(alg, env, config)
     try:
         while iteration < total_iterations:
-            obs, losses = run_iteration(alg, env, obs, config.ppo.steps_per_env)
+            rollout, losses = next(iterations)
             iteration += 1
             env_steps += steps_per_iteration
             wall = wall_before + time.monotonic() - start
 
-            recent.extend(env.finished_episodes)
-            env.finished_episodes = []
-            terms, env.reward_terms = env.reward_terms, {}
+            recent.extend(rollout.finished)
+            terms = rollout.reward_terms
             finished = list(recent)  # the last 100 episodes, as rsl_rl reports them
             mean_return = sum(f[0] for f in finished) / len(finished) if finished else float("nan")
             mean_length = sum(f[1] for f in finished) / len(finished) if finished else float("nan")
@@ -173,6 +227,7 @@ def train(config: TrainConfig, out: Path, resume: Path | None = None, quiet: boo
         save_checkpoint(checkpoint, alg, config, iteration, env_steps, wall)
         print(f"\ninterrupted: checkpoint saved to {checkpoint} (resume with --resume {out})", file=sys.stderr)
     finally:
+        iterations.close()
         bar.close()
         writer.close()
         progress_file.close()

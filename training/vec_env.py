@@ -1,11 +1,14 @@
 """N Pupper environments stepped in worker processes, behind rsl_rl's ``VecEnv`` interface.
 
 Each worker owns a slice of the environments (created inside the worker) and steps them in turn; finished episodes
-reset automatically, legged_gym style, and their time-outs are reported apart from falls.
+reset automatically, legged_gym style, and their time-outs are reported apart from falls. Besides the step-by-step
+``step`` of the interface, the workers collect whole rollouts on their own (``start_rollout``/``finish_rollout``),
+acting with a snapshot of the actor, so that the trainer can update while they step.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 
@@ -14,8 +17,27 @@ import torch
 from rsl_rl.env import VecEnv
 from tensordict import TensorDict
 
+from training.actor_snapshot import ActorSnapshot
 from training.config import TrainConfig
-from training.env_group import EnvGroup, run_worker
+from training.env_group import EnvGroup, Rollout, run_worker
+
+
+@contextlib.contextmanager
+def _single_threaded_children():
+    """Worker processes started inside get one BLAS/OpenMP thread each. A worker is one core's worth of work: a
+    multi-threaded BLAS in each (for the actor's small matmuls) spins against the other workers and, measured, halves
+    the training loop's throughput. Set in the environment because numpy reads it once, on import."""
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    saved = {n: os.environ.get(n) for n in names}
+    os.environ.update({n: "1" for n in names})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 class PupperVecEnv(VecEnv):
@@ -42,17 +64,20 @@ class PupperVecEnv(VecEnv):
         slices = np.array_split(np.arange(self.num_envs), workers)
         self._slices = [s for s in slices if len(s)]
         self._local = None
+        self._local_rollout: Rollout | None = None
+        self._rollout_pending = False
         self._conns, self._procs = [], []
         if workers == 1:
             self._local = EnvGroup(config, seeds, randomize)
         else:
             ctx = mp.get_context("spawn")  # workers start clean: no torch state forked from the trainer
-            for s in self._slices:
-                parent, child = ctx.Pipe()
-                proc = ctx.Process(target=run_worker, args=(child, config, [seeds[i] for i in s], randomize), daemon=True)
-                proc.start()
-                self._conns.append(parent)
-                self._procs.append(proc)
+            with _single_threaded_children():
+                for s in self._slices:
+                    parent, child = ctx.Pipe()
+                    proc = ctx.Process(target=run_worker, args=(child, config, [seeds[i] for i in s], randomize), daemon=True)
+                    proc.start()
+                    self._conns.append(parent)
+                    self._procs.append(proc)
             for conn in self._conns:
                 self._receive(conn)
         self.finished_episodes: list[tuple[float, int, bool]] = []
@@ -105,7 +130,37 @@ class PupperVecEnv(VecEnv):
         self._obs = self._tensordict(obs, critic)
         return self._obs, rewards, torch.from_numpy(dones.astype(np.float32)), {"time_outs": time_outs}
 
+    def start_rollout(self, actor: ActorSnapshot, steps: int) -> None:
+        """Have every worker collect ``steps`` steps of its environments, acting with ``actor``; returns at once."""
+        if self._rollout_pending:
+            raise RuntimeError("a rollout is already being collected: finish_rollout() first")
+        if self._local is not None:
+            self._local_rollout = self._local.rollout(actor, steps)
+        else:
+            for conn in self._conns:
+                conn.send(("rollout", (actor, steps)))
+        self._rollout_pending = True
+
+    def finish_rollout(self) -> Rollout:
+        """The rollout of all environments that ``start_rollout`` asked for, once every worker has sent its part."""
+        if not self._rollout_pending:
+            raise RuntimeError("no rollout is being collected: start_rollout() first")
+        self._rollout_pending = False
+        if self._local is not None:
+            rollout, self._local_rollout = self._local_rollout, None
+        else:
+            rollout = Rollout.concatenate([self._receive(conn) for conn in self._conns])
+        self._obs = self._tensordict(rollout.last_observations, rollout.last_critic_observations)
+        return rollout
+
     def close(self):
+        if self._rollout_pending and self._local is None:  # drain the rollout in flight before saying goodbye
+            self._rollout_pending = False
+            for conn in self._conns:
+                try:
+                    conn.recv()
+                except (EOFError, OSError):
+                    pass
         if self._local is not None:
             self._local.close()
         for conn in self._conns:
