@@ -57,15 +57,16 @@ def checkpoints_to_screen(args):
         return int(path.stem.split("_")[1])
 
     seen: set[Path] = set()
+    written = 0  # checkpoints the run has written so far, screened or not: the run is alive while this grows
     last_new = time.monotonic()
     while True:
-        found = sorted(c for c in (args.run / "checkpoints").glob("model_*.pt") if iteration(c) >= args.from_iteration)
-        fresh = [c for c in found[:: args.stride] if c not in seen]
-        for checkpoint in fresh:
+        every = sorted((args.run / "checkpoints").glob("model_*.pt"))
+        found = [c for c in every if iteration(c) >= args.from_iteration]
+        for checkpoint in [c for c in found[:: args.stride] if c not in seen]:
             seen.add(checkpoint)
             yield checkpoint
-        if fresh:
-            last_new = time.monotonic()
+        if len(every) > written:
+            written, last_new = len(every), time.monotonic()
         if not args.follow or time.monotonic() - last_new > args.idle_minutes * 60:
             return
         time.sleep(10)
@@ -78,7 +79,7 @@ def main() -> int:
     parser.add_argument("--screen-episodes", type=int, default=3)
     parser.add_argument("--from-iteration", type=int, default=0)
     parser.add_argument("--follow", action="store_true", help="keep screening checkpoints the run writes")
-    parser.add_argument("--idle-minutes", type=float, default=5.0, help="with --follow: stop after this long without one")
+    parser.add_argument("--idle-minutes", type=float, default=5.0, help="with --follow: stop once the run has written no checkpoint for this long")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp())
     best = (float("inf"), None)
