@@ -5,6 +5,7 @@ import pytest
 import torch
 from tensordict import TensorDict
 
+from pupper_ros.contract import CURRENT_CONTRACT
 from training.actor_snapshot import take_snapshot
 from training.config import load_config
 from training.train import build_algorithm, fill_storage, train
@@ -54,7 +55,7 @@ def test_a_rollout_does_not_depend_on_how_the_environments_are_spread_over_worke
         spread = spread_env.finish_rollout()
     finally:
         spread_env.close()
-    assert alone.actions.shape == (5, 4, 12)
+    assert alone.actions.shape == (5, 4, CURRENT_CONTRACT.action_size)
     for name in ("observations", "critic_observations", "actions", "action_means", "rewards", "dones", "time_outs",
                  "last_observations", "last_critic_observations"):
         np.testing.assert_array_equal(getattr(spread, name), getattr(alone, name), err_msg=name)
@@ -79,9 +80,12 @@ def test_storage_holds_the_rollout_with_the_actors_log_probabilities_and_values(
         values = alg.critic(flat).view(storage.values.shape)
         alg.actor(flat, stochastic_output=True)
         log_probs = alg.actor.get_output_log_prob(storage.actions.flatten(0, 1)).view(storage.actions_log_prob.shape)
+        mean, std = (p.view(storage.actions.shape) for p in alg.actor.output_distribution_params)
     np.testing.assert_array_equal(storage.actions.numpy(), rollout.actions)
     torch.testing.assert_close(storage.actions_log_prob, log_probs, rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(storage.values, values)
+    torch.testing.assert_close(storage.distribution_params[0], mean)  # the KL reference: the actor before its update
+    torch.testing.assert_close(storage.distribution_params[1], std)
     bootstrapped = rollout.rewards.copy()
     bootstrapped[2, 1] += alg.gamma * values[2, 1, 0].item()
     np.testing.assert_allclose(storage.rewards.squeeze(-1).numpy(), bootstrapped, rtol=1e-6)

@@ -14,6 +14,12 @@ from training.actor_snapshot import ActorSnapshot
 from training.config import TrainConfig
 
 
+def add_reward_terms(total: dict[str, float], terms: dict[str, float]) -> None:
+    """Add per-term reward sums into ``total`` (the logging of which terms pay what)."""
+    for name, value in terms.items():
+        total[name] = total.get(name, 0.0) + value
+
+
 @dataclass
 class Rollout:
     """``steps`` consecutive steps of every environment, acted by one actor snapshot; arrays are [step, env, ...]."""
@@ -38,18 +44,17 @@ class Rollout:
             return parts[0]
         terms: dict[str, float] = {}
         for p in parts:
-            for k, v in p.reward_terms.items():
-                terms[k] = terms.get(k, 0.0) + v
+            add_reward_terms(terms, p.reward_terms)
 
-        def join(name, axis):
+        def join(name, axis=1):  # [step, env, ...] arrays join along the environments
             return np.concatenate([getattr(p, name) for p in parts], axis=axis)
 
         return Rollout(
-            *(join(n, 1) for n in ("observations", "critic_observations", "actions", "action_means")),
-            parts[0].action_std,
-            *(join(n, 1) for n in ("rewards", "dones", "time_outs")),
-            join("last_observations", 0), join("last_critic_observations", 0),
-            [f for p in parts for f in p.finished], terms,
+            observations=join("observations"), critic_observations=join("critic_observations"),
+            actions=join("actions"), action_means=join("action_means"), action_std=parts[0].action_std,
+            rewards=join("rewards"), dones=join("dones"), time_outs=join("time_outs"),
+            last_observations=join("last_observations", 0), last_critic_observations=join("last_critic_observations", 0),
+            finished=[f for p in parts for f in p.finished], reward_terms=terms,
         )
 
 
@@ -88,8 +93,7 @@ class EnvGroup:
             o, r, terminated, truncated, info = env.step(actions[i])
             self.episode_return[i] += r
             self.episode_length[i] += 1
-            for k, v in info["reward_terms"].items():
-                terms[k] = terms.get(k, 0.0) + v
+            add_reward_terms(terms, info["reward_terms"])
             if terminated or truncated:
                 finished.append((self.episode_return[i], self.episode_length[i], bool(terminated)))
                 self.episode_return[i] = 0.0
@@ -117,8 +121,7 @@ class EnvGroup:
             actions[t], means[t] = actor.sample(self.observations, noise)
             _, _, rewards[t], dones[t], time_outs[t], ended, step_terms = self.step(actions[t])
             finished.extend(ended)
-            for k, v in step_terms.items():
-                terms[k] = terms.get(k, 0.0) + v
+            add_reward_terms(terms, step_terms)
         return Rollout(obs, critic, actions, means, actor.action_std, rewards, dones, time_outs,
                        self.observations.copy(), self.critic_observations.copy(), finished, terms)
 

@@ -104,21 +104,22 @@ def export_policy(
 
 def policy_from_checkpoint(checkpoint: str | Path):
     """The deterministic actor (observation normalizer inside) of a training checkpoint, with its training state."""
-    from tensordict import TensorDict
     from rsl_rl.models import MLPModel
 
     from pupper_ros.contract import CURRENT_CONTRACT
     from training.config import load_config
     from training.env import CRITIC_EXTRA
     from training.train import rsl_rl_config
+    from training.vec_env import observation_groups
 
     state = torch.load(checkpoint, weights_only=False, map_location="cpu")
     config = load_config(overrides=state["config"])
     n = CURRENT_CONTRACT.observation_size
-    obs = TensorDict({"policy": torch.zeros(1, n), "critic": torch.zeros(1, n + CRITIC_EXTRA)}, batch_size=[1])
-    actor_cfg = dict(rsl_rl_config(config)["actor"])
+    obs = observation_groups(torch.zeros(1, n), torch.zeros(1, n + CRITIC_EXTRA))
+    rsl_cfg = rsl_rl_config(config)
+    actor_cfg = dict(rsl_cfg["actor"])
     actor_cfg.pop("class_name")
-    actor = MLPModel(obs, {"actor": ["policy"], "critic": ["critic"]}, "actor", CURRENT_CONTRACT.action_size, **actor_cfg)
+    actor = MLPModel(obs, rsl_cfg["obs_groups"], "actor", CURRENT_CONTRACT.action_size, **actor_cfg)
     actor.load_state_dict(state["algorithm"]["actor_state_dict"])
     return actor.as_onnx(verbose=False).eval(), state, config
 

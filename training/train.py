@@ -79,18 +79,18 @@ def fill_storage(alg, rollout) -> None:
     update, the actor has moved on since; the KL reference of the adaptive learning rate is then the actor as it is
     now, before this update, so that the schedule measures this update's own step as in lockstep PPO.
     """
-    from tensordict import TensorDict
     from torch.distributions import Normal
+
+    from training.vec_env import observation_groups
 
     steps, envs = rollout.actions.shape[:2]
     storage = alg.storage
     with torch.inference_mode():
-        obs = TensorDict({"policy": torch.from_numpy(rollout.observations),
-                          "critic": torch.from_numpy(rollout.critic_observations)}, batch_size=[steps, envs])
+        obs = observation_groups(rollout.observations, rollout.critic_observations)
         flat = obs.flatten(0, 1)
         values = alg.critic(flat).view(steps, envs, 1)
         alg.actor(flat, stochastic_output=True)
-        reference = tuple(p.expand(steps * envs, -1).reshape(steps, envs, -1) for p in alg.actor.output_distribution_params)
+        reference = tuple(p.view(steps, envs, -1) for p in alg.actor.output_distribution_params)
         actions = torch.from_numpy(rollout.actions)
         behaviour = Normal(torch.from_numpy(rollout.action_means), torch.from_numpy(rollout.action_std))
         log_probs = behaviour.log_prob(actions).sum(dim=-1)
@@ -104,9 +104,7 @@ def fill_storage(alg, rollout) -> None:
             transition.rewards, transition.dones = rewards[t], dones[t]
             storage.add_transition(transition)
             transition.clear()
-        last = TensorDict({"policy": torch.from_numpy(rollout.last_observations),
-                           "critic": torch.from_numpy(rollout.last_critic_observations)}, batch_size=[envs])
-        alg.compute_returns(last)
+        alg.compute_returns(observation_groups(rollout.last_observations, rollout.last_critic_observations))
 
 
 def training_iterations(alg, env, config: TrainConfig):

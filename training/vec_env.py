@@ -19,7 +19,14 @@ from tensordict import TensorDict
 
 from training.actor_snapshot import ActorSnapshot
 from training.config import TrainConfig
-from training.env_group import EnvGroup, Rollout, run_worker
+from training.env_group import EnvGroup, Rollout, add_reward_terms, run_worker
+
+
+def observation_groups(policy, critic) -> TensorDict:
+    """The observation groups rsl_rl's actor and critic read (``rsl_rl_config``'s ``obs_groups``), batched like
+    ``policy``: [env, ...] or [step, env, ...]."""
+    return TensorDict({"policy": torch.as_tensor(policy), "critic": torch.as_tensor(critic)},
+                      batch_size=list(policy.shape[:-1]))
 
 
 @contextlib.contextmanager
@@ -103,7 +110,7 @@ class PupperVecEnv(VecEnv):
         return self._tensordict(obs, critic)
 
     def _tensordict(self, obs, critic) -> TensorDict:
-        return TensorDict({"policy": torch.from_numpy(obs), "critic": torch.from_numpy(critic)}, batch_size=[self.num_envs])
+        return observation_groups(obs, critic)
 
     def get_observations(self) -> TensorDict:
         return self._obs
@@ -123,8 +130,7 @@ class PupperVecEnv(VecEnv):
         time_outs = torch.from_numpy(np.concatenate([p[4] for p in parts]).astype(np.float32))
         for p in parts:
             self.finished_episodes.extend(p[5])
-            for k, v in p[6].items():
-                self.reward_terms[k] = self.reward_terms.get(k, 0.0) + v
+            add_reward_terms(self.reward_terms, p[6])
         self.episode_length_buf += 1
         self.episode_length_buf[torch.from_numpy(dones)] = 0
         self._obs = self._tensordict(obs, critic)
