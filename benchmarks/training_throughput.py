@@ -7,7 +7,11 @@
   the whole training loop (collection + PPO update) steps/s, with the default config and with two variants,
 and the ratios between them, plus the peak resident memory of the training processes.
 
-Usage: python benchmarks/training_throughput.py [--seconds S]
+The machine is a shared VM whose speed drifts by 10-20 % from one minute to the next, so every figure is measured
+in several rounds, one after another; a ratio is taken within a round and the median over the rounds is printed with
+its range.
+
+Usage: python benchmarks/training_throughput.py [--seconds S] [--rounds R]
 """
 
 from __future__ import annotations
@@ -133,30 +137,60 @@ def training_loop_rate(seconds: float, overrides: dict | None = None) -> tuple[f
     return rate, memory
 
 
+VARIANTS = [  # training-loop variants measured beside the default config: (label, config overrides)
+    ("with ppo.overlap_update", {"ppo": {"overlap_update": True}}),
+    # legged_gym's flat-terrain networks and 3 epochs: a cheaper update, which needed 1.8x the samples to walk
+    ("with a cheaper update (3 epochs, [128,64,32])",
+     {"ppo": {"learning_epochs": 3}, "policy": {"actor_hidden": [128, 64, 32], "critic_hidden": [128, 64, 32]}}),
+]
+
+
+def measure_round(seconds: float) -> tuple[dict[str, float], int, float]:
+    """Every figure once, one after another: (rates by name, decimation, peak memory of the default loop)."""
+    rates = {"raw": raw_physics_rate(seconds)}
+    rates["single"], decimation = single_env_rate(seconds)
+    rates["vector"] = vector_env_rate(seconds, 32)
+    rates["rollouts"] = rollout_rate(seconds)
+    rates["training"], memory = training_loop_rate(seconds)
+    for label, overrides in VARIANTS:
+        rates[label], _ = training_loop_rate(seconds, overrides)
+    return rates, decimation, memory
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=20.0, help="measuring time per figure")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measuring time per figure and round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every figure; ratios are taken within a round")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
-    raw = raw_physics_rate(args.seconds)
-    single, decimation = single_env_rate(args.seconds)
-    vector = vector_env_rate(args.seconds, 32)
-    rollouts = rollout_rate(args.seconds)
-    training, memory = training_loop_rate(args.seconds)
-    overlapped, _ = training_loop_rate(args.seconds, {"ppo": {"overlap_update": True}})
-    lean, _ = training_loop_rate(args.seconds, {"ppo": {"overlap_update": True, "symmetry": False}})
-    print(f"machine: {cores} cores; policy step = {decimation} physics steps")
-    print(f"raw PyBullet physics          {raw:10.0f} physics steps/s   (the limit, one core)")
-    print(f"one environment               {single:10.0f} env steps/s       = {single * decimation:.0f} physics steps/s, "
-          f"{single * decimation / raw:.2f} of raw")
-    print(f"vectorized, {cores} workers, 32 envs {vector:8.0f} env steps/s       = {vector / single:.2f}x one environment"
+    rounds, memory = [], 0.0
+    for r in range(args.rounds):
+        rates, decimation, peak = measure_round(args.seconds)
+        rounds.append(rates)
+        memory = max(memory, peak)
+        print(f"round {r + 1}/{args.rounds}: one env {rates['single']:.0f}, loop {rates['training']:.0f} env steps/s", flush=True)
+
+    def rate(name):  # median over the rounds
+        return float(np.median([r[name] for r in rounds]))
+
+    def ratio(name):  # median and range of the within-round ratios to one environment
+        values = [r[name] / r["single"] for r in rounds]
+        return f"{np.median(values):.2f}x one environment (rounds {min(values):.2f}-{max(values):.2f})"
+
+    single_share = [r["single"] * decimation / r["raw"] for r in rounds]
+    print(f"machine: {cores} cores; policy step = {decimation} physics steps; medians of {args.rounds} rounds of "
+          f"{args.seconds:.0f} s per figure")
+    print(f"raw PyBullet physics          {rate('raw'):10.0f} physics steps/s   (the limit, one core)")
+    print(f"one environment               {rate('single'):10.0f} env steps/s       = "
+          f"{np.median(single_share):.2f} of raw (rounds {min(single_share):.2f}-{max(single_share):.2f})")
+    print(f"vectorized, {cores} workers, 32 envs {rate('vector'):8.0f} env steps/s       = {ratio('vector')}"
           "  (step by step, rsl_rl's VecEnv.step)")
-    print(f"  rollouts in the workers     {rollouts:10.0f} env steps/s       = {rollouts / single:.2f}x one environment"
+    print(f"  rollouts in the workers     {rate('rollouts'):10.0f} env steps/s       = {ratio('rollouts')}"
           "  (as training collects)")
-    print(f"training loop (PPO included)  {training:10.0f} env steps/s       = {training / single:.2f}x one environment"
+    print(f"training loop (PPO included)  {rate('training'):10.0f} env steps/s       = {ratio('training')}"
           "  (default config)")
-    print(f"  with ppo.overlap_update     {overlapped:10.0f} env steps/s       = {overlapped / single:.2f}x one environment")
-    print(f"  and without ppo.symmetry    {lean:10.0f} env steps/s       = {lean / single:.2f}x one environment")
+    for label, _ in VARIANTS:
+        print(f"  {label}: {rate(label):.0f} env steps/s = {ratio(label)}")
     print(f"peak resident memory of training (trainer + workers): {memory:.0f} MB")
     return 0
 

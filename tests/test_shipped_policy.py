@@ -18,6 +18,18 @@ def test_shipped_policy_loads_with_its_report(profile):
     assert f"seed {policy.info.provenance['seed']}" in report and f"{policy.info.provenance['steps']:,}" in report
 
 
+def test_shipped_policy_was_trained_with_the_default_config():
+    """The README says so: the run's resolved config is the default one, but for how long it was asked to run."""
+    import yaml
+
+    from training.config import load_config
+
+    shipped = yaml.safe_load((resources.models_dir() / "pupper_v3_walk_config.yaml").read_text())
+    default = load_config().to_dict()
+    shipped.pop("steps"), default.pop("steps")
+    assert shipped == default
+
+
 def test_pupper_eval_one_short_forward_episode_does_not_fall_and_moves_forward(tmp_path):
     result = subprocess.run([sys.executable, "-m", "training.evaluate", str(resources.default_policy_path()), "-o", str(tmp_path),
                              "--episodes", "1", "--seconds", "4", "--command", "0.3", "0", "0", "--workers", "1"],
