@@ -107,9 +107,6 @@ class PupperVecEnv(VecEnv):
             parts = [self._receive(conn) for conn in self._conns]
         obs = np.concatenate([p[0] for p in parts])
         critic = np.concatenate([p[1] for p in parts])
-        return self._tensordict(obs, critic)
-
-    def _tensordict(self, obs, critic) -> TensorDict:
         return observation_groups(obs, critic)
 
     def get_observations(self) -> TensorDict:
@@ -133,7 +130,7 @@ class PupperVecEnv(VecEnv):
             add_reward_terms(self.reward_terms, p[6])
         self.episode_length_buf += 1
         self.episode_length_buf[torch.from_numpy(dones)] = 0
-        self._obs = self._tensordict(obs, critic)
+        self._obs = observation_groups(obs, critic)
         return self._obs, rewards, torch.from_numpy(dones.astype(np.float32)), {"time_outs": time_outs}
 
     def start_rollout(self, actor: ActorSnapshot, steps: int) -> None:
@@ -156,7 +153,7 @@ class PupperVecEnv(VecEnv):
             rollout, self._local_rollout = self._local_rollout, None
         else:
             rollout = Rollout.concatenate([self._receive(conn) for conn in self._conns])
-        self._obs = self._tensordict(rollout.last_observations, rollout.last_critic_observations)
+        self._obs = observation_groups(rollout.last_observations, rollout.last_critic_observations)
         return rollout
 
     def close(self):
