@@ -4,7 +4,8 @@
   onnxruntime call on the same model (``InferenceSession.run``) and beside the runtime's own bound inference call;
   loop period jitter at 50 Hz and at 500 Hz (policy every 10th tick) over --seconds each, and overruns;
   resident memory of a runtime process with the policy loaded and no simulator (no torch, no PyBullet);
-  start-up time of `pupper-walk --backend sim` to WALKING (soft start and fade-in included).
+  start-up time of `pupper-walk --backend sim` to WALKING (soft start and fade-in included), and from SIGTERM to
+  its exit (damping sent, backend closed; the README promises under 1 s).
 
 The robot here is a fixed sensor sample (``FixedSampleBackend``): it stands in for hardware so that the figures
 are the runtime's own. Usage: python benchmarks/runtime_latency.py [--seconds S] [--policy FILE]
@@ -131,7 +132,8 @@ def runtime_rss_mb(policy_path) -> tuple[float, bool]:
     return float(out[0]), out[1] == "True"
 
 
-def startup_to_walking() -> float:
+def startup_and_shutdown() -> tuple[float, float, int | None]:
+    """Seconds from start to WALKING, seconds from SIGTERM to exit, and the exit code."""
     import rclpy
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from std_msgs.msg import String
@@ -154,11 +156,18 @@ def startup_to_walking() -> float:
         if states and states[-1] == "WALKING":
             elapsed = time.monotonic() - start
             break
+    signalled = time.monotonic()
     proc.terminate()
-    proc.wait()
+    try:
+        code = proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        code = None
+    shutdown = time.monotonic() - signalled
     node.destroy_node()
     rclpy.shutdown(context=context)
-    return elapsed
+    return elapsed, shutdown, code
 
 
 def main() -> int:
@@ -178,7 +187,9 @@ def main() -> int:
               f"p99 {np.percentile(deviation, 99):.3f} ms  max {deviation.max():.3f} ms; overruns {overruns} of {ticks} ticks")
     rss, heavy = runtime_rss_mb(args.policy)
     print(f"runtime process RSS (node, serial backend, policy loaded, no simulator): {rss:.0f} MB; torch or pybullet loaded: {heavy}")
-    print(f"pupper-walk --backend sim start-up to WALKING: {startup_to_walking():.2f} s (includes 1 s soft start + 1 s fade-in)")
+    startup, shutdown, code = startup_and_shutdown()
+    print(f"pupper-walk --backend sim start-up to WALKING: {startup:.2f} s (includes 1 s soft start + 1 s fade-in)")
+    print(f"pupper-walk SIGTERM to exit: {shutdown:.2f} s, exit code {code}")
     return 0
 
 

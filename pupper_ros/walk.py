@@ -10,8 +10,6 @@ from pathlib import Path
 
 from pupper_ros.parameters import PARAMETERS
 
-SHUTDOWN_GRACE_S = 1.0
-
 
 def build_parser() -> argparse.ArgumentParser:
     epilog = "ROS parameters (set with --ros-args -p NAME:=VALUE or a --params-file such as config/walk.yaml):\n" + "\n".join(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import rclpy
@@ -70,15 +71,54 @@ class WalkClient:
         return self.ros.spin_until(lambda: self.state == value, timeout)
 
     def clear_fault(self):
-        assert self.clear.wait_for_service(timeout_sec=5)
+        assert self.clear.wait_for_service(timeout_sec=10)
         future = self.clear.call_async(Trigger.Request())
-        assert self.ros.spin_until(future.done, 5)
+        assert self.ros.spin_until(future.done, 10)
         return future.result()
 
-    def drive(self, vx: float, seconds: float) -> None:
+    def forward_velocity(self) -> float | None:
+        """The true forward velocity of base_link in its own frame, from the simulator's /odom."""
+        return self.odom[-1].twist.twist.linear.x if self.odom else None
+
+    def drive(self, vx: float, seconds: float, measure=None, settle: float = 1.0) -> list[float]:
+        """Publish vx on /cmd_vel for `seconds`; return what `measure()` read every 50 ms after the first `settle`
+        seconds. A velocity read from the simulator is the robot's own speed whether or not the simulation kept up
+        with the wall clock on a busy machine; a distance over wall-clock seconds is not."""
         twist = Twist()
         twist.linear.x = vx
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+        started = time.monotonic()
+        samples = []
+        while (elapsed := time.monotonic() - started) < seconds:
             self.cmd.publish(twist)
             self.ros.spin_for(0.05)
+            if measure is not None and elapsed >= settle and (value := measure()) is not None:
+                samples.append(value)
+        return samples
+
+
+def assert_walks_forward(watch: WalkClient, expected_speed: float, vx: float = 0.3, seconds: float = 4.0,
+                         measure=None) -> float:
+    """Drive forward and check the robot's true mean forward speed (from /odom, or `measure()`) against what the
+    policy's evaluation measured."""
+    speeds = watch.drive(vx, seconds, measure=measure or watch.forward_velocity)
+    assert speeds, "no velocity reading while driving"
+    speed = sum(speeds) / len(speeds)
+    assert speed > 0.5 * expected_speed, (
+        f"walked at {speed:.3f} m/s for {vx} m/s commanded; the policy's evaluation says {expected_speed:.3f} m/s")
+    return speed
+
+
+# A daemon that hangs on a signal fails this; how long a clean exit takes is a benchmark figure
+# (benchmarks/runtime_latency.py), since a busy machine stretches it.
+SHUTDOWN_DEADLINE_S = 10.0
+
+
+def stop_process(proc, sig) -> int:
+    """Send `sig` and return the exit code; a process still running after SHUTDOWN_DEADLINE_S is killed and fails."""
+    proc.send_signal(sig)
+    try:
+        return proc.wait(timeout=SHUTDOWN_DEADLINE_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise AssertionError(f"still running {SHUTDOWN_DEADLINE_S} s after signal {sig}") from None
