@@ -53,7 +53,7 @@ def command_latency(seconds: float):
     policy = load_policy(write_policy(tmp / "stand.onnx", profile, standing_network()), profile)
     # The emulator runs in its own process, as the Teensy is its own computer (and so as not to share our GIL).
     link = tmp / "tty"
-    emulator = subprocess.Popen([sys.executable, "-m", "pupper_ros.firmware_emulator", "--link", str(link)],
+    emulator = subprocess.Popen([sys.executable, "-m", "pupper_ros.sim.firmware_emulator", "--link", str(link)],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     emulator.stdout.readline()  # its banner: the port is ready
     period = 0.02

@@ -1,7 +1,9 @@
 """Training throughput, measured side by side in one run on this machine:
 
-  raw PyBullet physics steps/s for the Pupper (stepSimulation only: the limit),
-  environment steps/s in one process (PD at every physics step, sensors, rewards, randomization),
+  physics steps/s of each engine for the Pupper, PD included (PyBullet with the rotor actuator model, PyBullet with
+  the former shortcut of armature on the link inertias, MuJoCo),
+  environment steps/s in one process (PD at every physics step, sensors, rewards, randomization), in PyBullet with
+  the rotor model (training's), with the former shortcut, and in MuJoCo,
   vectorized environment steps/s on all cores, stepped one step at a time (rsl_rl's VecEnv.step) and collecting
   whole rollouts in the workers (how training collects),
   the whole training loop (collection + PPO update) steps/s, with the default config and with two variants,
@@ -24,27 +26,37 @@ from pathlib import Path
 import numpy as np
 
 
-def raw_physics_rate(seconds: float) -> float:
-    from pupper_ros.robot_profile import load_robot_profile
-    from pupper_ros.simulation import PupperSimulation
+PHYSICS_VARIANTS = {  # label -> (engine, simulation options)
+    "pybullet": ("pybullet", {}),
+    "pybullet, armature on links (before)": ("pybullet", {"armature_model": "link"}),
+    "mujoco": ("mujoco", {}),
+}
 
-    sim = PupperSimulation(load_robot_profile())
+
+def physics_rate(seconds: float, engine: str, options: dict) -> float:
+    from pupper_ros.robot_profile import load_robot_profile
+    from pupper_ros.sim import make_simulation
+
+    sim = make_simulation(load_robot_profile(), engine, **options)
     sim.reset()
-    step = sim.client.stepSimulation
     n, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        for _ in range(100):
-            step()
+        sim.step(100)
         n += 100
     rate = n / (time.perf_counter() - start)
     sim.close()
     return rate
 
 
-def single_env_rate(seconds: float) -> tuple[float, int]:
+def single_env_rate(seconds: float, engine: str = "pybullet", options: dict | None = None) -> tuple[float, int]:
+    from pupper_ros.sim import make_simulation
+    from training.config import load_config
     from training.env import PupperEnv
 
-    env = PupperEnv()
+    env = PupperEnv(load_config(overrides={"env": {"engine": engine}}))
+    if options:  # the same environment over a simulation built another way
+        env.sim.close()
+        env.sim = make_simulation(env.profile, engine, physics_dt=env.config.env.physics_dt, **options)
     env.reset(seed=0)
     rng = np.random.default_rng(0)
     actions = rng.uniform(-0.3, 0.3, (1000, 12)).astype(np.float32)
@@ -147,8 +159,10 @@ VARIANTS = [  # training-loop variants measured beside the default config: (labe
 
 def measure_round(seconds: float) -> tuple[dict[str, float], int, float]:
     """Every figure once, one after another: (rates by name, decimation, peak memory of the default loop)."""
-    rates = {"raw": raw_physics_rate(seconds)}
+    rates = {f"physics {label}": physics_rate(seconds, *variant) for label, variant in PHYSICS_VARIANTS.items()}
     rates["single"], decimation = single_env_rate(seconds)
+    rates["single, armature on links (before)"], _ = single_env_rate(seconds, options={"armature_model": "link"})
+    rates["single, mujoco"], _ = single_env_rate(seconds, "mujoco")
     rates["vector"] = vector_env_rate(seconds, 32)
     rates["rollouts"] = rollout_rate(seconds)
     rates["training"], memory = training_loop_rate(seconds)
@@ -177,12 +191,20 @@ def main() -> int:
         values = [r[name] / r["single"] for r in rounds]
         return f"{np.median(values):.2f}x one environment (rounds {min(values):.2f}-{max(values):.2f})"
 
-    single_share = [r["single"] * decimation / r["raw"] for r in rounds]
+    def against(name, reference):  # median and range of within-round ratios between two figures
+        values = [r[name] / r[reference] for r in rounds]
+        return f"{np.median(values):.2f}x (rounds {min(values):.2f}-{max(values):.2f})"
+
+    single_share = [r["single"] * decimation / r["physics pybullet"] for r in rounds]
     print(f"machine: {cores} cores; policy step = {decimation} physics steps; medians of {args.rounds} rounds of "
           f"{args.seconds:.0f} s per figure")
-    print(f"raw PyBullet physics          {rate('raw'):10.0f} physics steps/s   (the limit, one core)")
+    for label in PHYSICS_VARIANTS:
+        print(f"physics, {label:38s} {rate('physics ' + label):8.0f} physics steps/s (PD included, one core) = "
+              f"{against('physics ' + label, 'physics pybullet')} PyBullet's")
     print(f"one environment               {rate('single'):10.0f} env steps/s       = "
-          f"{np.median(single_share):.2f} of raw (rounds {min(single_share):.2f}-{max(single_share):.2f})")
+          f"{np.median(single_share):.2f} of its physics (rounds {min(single_share):.2f}-{max(single_share):.2f})")
+    for label in ("single, armature on links (before)", "single, mujoco"):
+        print(f"  {label}: {rate(label):.0f} env steps/s = {against(label, 'single')} the rotor model's")
     print(f"vectorized, {cores} workers, 32 envs {rate('vector'):8.0f} env steps/s       = {ratio('vector')}"
           "  (step by step, rsl_rl's VecEnv.step)")
     print(f"  rollouts in the workers     {rate('rollouts'):10.0f} env steps/s       = {ratio('rollouts')}"

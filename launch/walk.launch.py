@@ -1,4 +1,5 @@
-"""Start the pupper_walk daemon: `ros2 launch pupper_ros walk.launch.py [backend:=serial port:=/dev/ttyACM0]`.
+"""Start the pupper_walk daemon: `ros2 launch pupper_ros walk.launch.py [backend:=serial port:=/dev/ttyACM0]`
+(or `engine:=mujoco` for the simulated robot in MuJoCo).
 
 The node is a managed (lifecycle) node; launch configures and activates it (autostart), so the executable runs with
 --no-autostart. Parameters come from config/walk.yaml; the launch arguments below override it.
@@ -25,6 +26,7 @@ def generate_launch_description():
         DeclareLaunchArgument("backend", default_value="sim", description="robot link: sim or serial"),
         DeclareLaunchArgument("policy", default_value="", description="ONNX policy file (empty: the shipped policy)"),
         DeclareLaunchArgument("port", default_value="/dev/ttyACM0", description="serial device of the motor controller"),
+        DeclareLaunchArgument("engine", default_value="pybullet", description="sim backend: pybullet or mujoco"),
         DeclareLaunchArgument("gui", default_value="false", description="sim backend: open a PyBullet window"),
     ]
     node = LifecycleNode(
@@ -41,6 +43,7 @@ def generate_launch_description():
                 "backend": LaunchConfiguration("backend"),
                 "policy": LaunchConfiguration("policy"),
                 "serial_port": LaunchConfiguration("port"),
+                "sim_engine": LaunchConfiguration("engine"),
                 "sim_gui": ParameterValue(LaunchConfiguration("gui"), value_type=bool),
             },
         ],

@@ -25,6 +25,7 @@ from std_srvs.srv import Trigger
 
 from pupper_ros import resources
 from pupper_ros.backends import backend_class
+from pupper_ros.rotations import rotation_matrix
 from pupper_ros.control_loop import ControlLoop
 from pupper_ros.controller import Controller
 from pupper_ros.parameters import PARAMETERS
@@ -172,7 +173,14 @@ class WalkNode(LifecycleNode):
             raise ConfigurationError(f"parameter '{str(exc).split()[0]}': {exc}") from exc
 
         if backend_name == "sim":
-            backend = backend_cls(profile, period, gui=self._param("sim_gui"), realtime=self._param("sim_realtime"))
+            from pupper_ros.sim import EngineError, check_engine
+
+            try:
+                check_engine(self._param("sim_engine"))
+            except EngineError as exc:
+                raise ConfigurationError(f"parameter 'sim_engine': {exc}") from exc
+            backend = backend_cls(profile, period, engine=self._param("sim_engine"), gui=self._param("sim_gui"),
+                                  realtime=self._param("sim_realtime"))
         else:
             backend = backend_cls(profile, period, port=self._param("serial_port"), baud=self._param("serial_baud"))
         try:
@@ -342,7 +350,7 @@ class WalkNode(LifecycleNode):
             odom.pose.pose.position.x, odom.pose.pose.position.y, odom.pose.pose.position.z = (float(v) for v in position)
             o = odom.pose.pose.orientation
             o.x, o.y, o.z, o.w = (float(v) for v in orientation)
-            rot = _rotation(orientation)  # the twist is in the child frame (REP 105 / nav_msgs)
+            rot = rotation_matrix(orientation)  # the twist is in the child frame (REP 105 / nav_msgs)
             lin_body, ang_body = rot.T @ linear, rot.T @ angular
             odom.twist.twist.linear.x, odom.twist.twist.linear.y, odom.twist.twist.linear.z = (float(v) for v in lin_body)
             odom.twist.twist.angular.x, odom.twist.twist.angular.y, odom.twist.twist.angular.z = (float(v) for v in ang_body)
@@ -399,12 +407,3 @@ class WalkNode(LifecycleNode):
         array.header.stamp = self.get_clock().now().to_msg()
         array.status = [status]
         self.diagnostics_pub.publish(array)
-
-
-def _rotation(q) -> np.ndarray:
-    x, y, z, w = q
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])

@@ -39,6 +39,8 @@ PARAMETERS = (
     Param("publish_rate", 50.0, "Hz for /joint_states, /imu/data, ~/joint_commands and /odom", 1.0, 500.0),
     Param("serial_port", "/dev/ttyACM0", "serial backend: device of the motor controller"),
     Param("serial_baud", 500000, "serial backend: baud rate (nominal over USB CDC)", 9600, 10000000),
+    Param("sim_engine", "pybullet", "sim backend: physics engine, 'pybullet' or 'mujoco' (extra 'mujoco')",
+          choices=("pybullet", "mujoco")),
     Param("sim_gui", False, "sim backend: open a PyBullet window"),
     Param("sim_realtime", True, "sim backend: pace on the wall clock; false = lock-step, as fast as possible"),
 )

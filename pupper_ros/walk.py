@@ -8,7 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
-from pupper_ros.parameters import PARAMETERS
+from pupper_ros.parameters import BY_NAME, PARAMETERS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--policy", help="ONNX policy file (parameter policy; default: the shipped policy)")
     parser.add_argument("--port", help="serial device, e.g. /dev/ttyACM0 (parameter serial_port)")
     parser.add_argument("--control-rate", type=float, help="control loop Hz (parameter control_rate)")
+    parser.add_argument("--engine", choices=BY_NAME["sim_engine"].choices, help="with the sim backend: physics engine (parameter sim_engine)")
     parser.add_argument("--gui", action="store_true", default=None, help="open a PyBullet window (parameter sim_gui)")
     parser.add_argument("--lockstep", action="store_true", default=None, help="simulate as fast as possible instead of in real time")
     parser.add_argument("--no-autostart", action="store_true", help="wait for lifecycle transitions (as under launch)")
@@ -34,7 +35,7 @@ def _overrides(args):
     from rclpy.parameter import Parameter
 
     pairs = {"backend": args.backend, "robot": args.robot, "policy": args.policy, "serial_port": args.port,
-             "control_rate": args.control_rate, "sim_gui": args.gui,
+             "control_rate": args.control_rate, "sim_gui": args.gui, "sim_engine": args.engine,
              "sim_realtime": (False if args.lockstep else None)}
     return [Parameter(name, value=value) for name, value in pairs.items() if value is not None]
 
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"pupper-walk: {node.configure_error or 'configure failed'}", file=sys.stderr)
                 return 1
             if args.record is not None:
-                from pupper_ros.recording import PoseRecorder
+                from pupper_ros.sim.video import PoseRecorder
 
                 recorder = PoseRecorder(every=max(1, round(0.1 / node.loop.period)))
                 capture = node.loop.on_tick
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             if demo.failed:
                 code = 1
         if recorder is not None and profile is not None:
-            from pupper_ros.recording import render_gif
+            from pupper_ros.sim.video import render_gif
 
             render_gif(profile, recorder.frames, args.record, frame_seconds=recorder.every * period)
             print(f"wrote {args.record}")

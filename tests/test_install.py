@@ -39,7 +39,7 @@ NOT_DATA = ("__pycache__",)
 NOT_DATA_SUFFIXES = (".pyc", ".pyo", ".pyd", ".onnx.tmp")  # MANIFEST.in's global-exclude
 COPY_IGNORE = shutil.ignore_patterns(".venv", ".git", "build", "dist", "*.egg-info", "runs", "__pycache__",
                                      ".pytest_cache", ".hypothesis")
-RUNTIME_EXTRAS = ("ros", "sim")  # what the daemon on the simulated robot needs; no torch
+RUNTIME_EXTRAS = ("ros", "sim", "mujoco")  # what the daemon on a simulated robot needs, in either engine; no torch
 COLCON = ["colcon-core>=0.21.3", "colcon-ros>=0.5.0", "colcon-python-setup-py>=0.2.9", "colcon-package-selection>=0.2.10"]
 # Values the test process's own environment would hand down and that point into the checkout's .venv:
 # ros_wheels_bootstrapper's library path and the flag that stops a child from setting its own.

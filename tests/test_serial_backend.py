@@ -12,7 +12,7 @@ import serial
 
 from pupper_ros.backends import BackendError
 from pupper_ros.backends.serial_backend import SerialBackend
-from pupper_ros.firmware_emulator import FirmwareEmulator
+from pupper_ros.sim.firmware_emulator import FirmwareEmulator
 from tests.policies import standing_network, write_policy
 from tests.ros_helpers import RosHarness, WalkClient, assert_walks_forward
 from tests.shipped import forward_speed_0_3
@@ -200,7 +200,7 @@ def test_pupper_v2_joints_cross_the_link_by_name_with_the_firmware_directions(tm
     pose = v2.default_pose + np.linspace(-0.2, 0.2, 12)
     with emu.lock:
         emu.sim.reset(joint_position=pose, base_height=0.5)  # in the air: nothing moves the joints
-    emu.sim.client.setGravity(0, 0, 0)
+    emu.sim.set_gravity([0, 0, 0])
     emu.start()
     backend = SerialBackend(v2, TICK, port=str(emu.port))
     backend.open()

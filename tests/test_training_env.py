@@ -101,19 +101,19 @@ def test_total_reward_scales_by_dt_clips_at_zero_and_adds_termination():
     assert total == pytest.approx(-2.0)  # the shaped part clipped at 0, then the termination penalty
 
 
-def test_randomization_stays_inside_its_ranges():
-    config = load_config()
+@pytest.mark.parametrize("engine", ["pybullet", "mujoco"])
+def test_randomization_stays_inside_its_ranges(engine):
+    config = load_config(overrides={"env": {"engine": engine}})
     r = config.randomization
     e = PupperEnv(config, randomize=True)
-    c = e.sim.client
+    nominal = e.sim.link_masses()
     for seed in range(30):
         e.reset(seed=seed)
         assert r.friction[0] <= e.friction <= r.friction[1]
-        assert r.friction[0] <= c.getDynamicsInfo(e.sim.ground, -1)[1] <= r.friction[1]
-        for link, (mass, _) in e._nominal_inertia.items():
-            scale = c.getDynamicsInfo(e.sim.robot, link)[0] / mass
-            low, high = r.base_mass_scale if link == -1 else r.link_mass_scale
-            assert low - 1e-9 <= scale <= high + 1e-9
+        assert e.sim.ground_friction() == pytest.approx(e.friction)
+        scale = e.sim.link_masses() / nominal
+        assert r.base_mass_scale[0] - 1e-9 <= scale[0] <= r.base_mass_scale[1] + 1e-9
+        assert np.all((r.link_mass_scale[0] - 1e-9 <= scale[1:]) & (scale[1:] <= r.link_mass_scale[1] + 1e-9))
         kp_scale, kd_scale = e.sim.kp / e.profile.kp, e.sim.kd / e.profile.kd
         assert np.all((r.kp_scale[0] <= kp_scale) & (kp_scale <= r.kp_scale[1]))
         assert np.all((r.kd_scale[0] <= kd_scale) & (kd_scale <= r.kd_scale[1]))

@@ -43,6 +43,27 @@ def test_tiny_training_run_exports_a_loadable_policy(tmp_path, profile):
     assert np.max(np.abs(policy.run_batch(obs) - expected)) < 1e-5
 
 
+def test_report_evaluates_in_both_engines_side_by_side(tmp_path):
+    """pupper-report on a tiny run (1 episode of 2 s per command, so the bar is not the point): both engines'
+    metrics and plots are written, the report puts their tables side by side, and a policy that fails in either
+    engine does not pass."""
+    import json
+
+    from training.report import main as report_main
+
+    train(load_config(overrides=TINY), tmp_path / "run", quiet=True)
+    out = tmp_path / "models" / "tiny_walk"
+    assert report_main([str(tmp_path / "run"), "-o", str(out), "--episodes", "1", "--seconds", "2"]) == 0
+    for suffix, engine in (("_eval", "pybullet"), ("_eval_mujoco", "mujoco")):
+        metrics = json.loads((out.parent / f"tiny_walk{suffix}.json").read_text())
+        assert metrics["engine"] == engine and set(metrics["commands"]) == {"stand", "forward_0.3", "forward_0.6",
+               "backward_0.3", "left_0.3", "right_0.3", "turn_left_1", "turn_right_1"}
+        assert (out.parent / f"tiny_walk{suffix}.png").is_file()
+    report = (out.parent / "tiny_walk.md").read_text()
+    assert "| falls pybullet | falls mujoco |" in report and "| linear error m/s pybullet | linear error m/s mujoco |" in report
+    assert "bar NOT MET" in report and "mujoco: " in report and "pybullet: " in report
+
+
 def test_resume_continues_from_the_checkpoint(tmp_path):
     config = load_config(overrides=TINY)
     checkpoint = train(config, tmp_path / "run", quiet=True)

@@ -41,6 +41,20 @@ def test_walks_forward_on_cmd_vel_then_emergency_stop_damps_and_sigterm_exits_cl
             proc.wait()
 
 
+def test_walks_forward_in_mujoco(ros):
+    """The same daemon over the second engine (`--engine mujoco`, parameter sim_engine)."""
+    proc = start("--backend", "sim", "--engine", "mujoco")
+    try:
+        watch = WalkClient(ros)
+        assert ros.spin_until(lambda: watch.state == "WALKING", timeout=30), (watch.states, proc.poll())
+        assert_walks_forward(watch, forward_speed_0_3())
+        assert stop_process(proc, signal.SIGTERM) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_sigint_sends_damping_and_exits_0(ros, tmp_path, profile):
     from tests.policies import standing_network, write_policy
 
@@ -64,6 +78,7 @@ def test_sigint_sends_damping_and_exits_0(ros, tmp_path, profile):
         (["--ros-args", "-p", "backend:=warp"], "parameter 'backend': unknown backend 'warp'"),
         (["--policy", "/nonexistent/model.onnx"], "parameter 'policy': policy /nonexistent/model.onnx: file not found"),
         (["--ros-args", "-p", "control_rate:=-5.0"], "control_rate"),
+        (["--ros-args", "-p", "sim_engine:=warp"], "parameter 'sim_engine': unknown engine 'warp'; choose one of pybullet, mujoco"),
     ],
 )
 def test_bad_configuration_exits_non_zero_with_a_message_not_a_traceback(args, message):

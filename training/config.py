@@ -38,6 +38,7 @@ def _at_least(name: str, value, low: float, strict: bool = False) -> None:
 
 @dataclass
 class EnvConfig:
+    engine: str = "pybullet"  # physics engine (pupper_ros.sim.ENGINES); training's is PyBullet
     physics_dt: float = 0.005
     episode_seconds: float = 20.0
     command_resample_seconds: float = 5.0
@@ -49,6 +50,10 @@ class EnvConfig:
     initial_joint_noise: float = 0.1
 
     def validate(self) -> None:
+        from pupper_ros.sim import ENGINES
+
+        if self.engine not in ENGINES:
+            raise ConfigError(f"env.engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         _at_least("env.physics_dt", self.physics_dt, 0.0, strict=True)
         _at_least("env.episode_seconds", self.episode_seconds, 0.0, strict=True)
         _at_least("env.command_resample_seconds", self.command_resample_seconds, 0.0, strict=True)

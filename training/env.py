@@ -1,4 +1,5 @@
-"""The Pupper walking task as a Gymnasium environment over the shared PyBullet simulation.
+"""The Pupper walking task as a Gymnasium environment over the shared simulation (PyBullet unless ``env.engine``
+says MuJoCo).
 
 Observations come from the same ``ObservationBuilder`` the runtime uses, fed with noisy simulated sensor values;
 actions go through the same ``ActionMapping``; the actuators are the shared simulation's PD at the physics rate.
@@ -15,7 +16,8 @@ import numpy as np
 from pupper_ros.contract import CURRENT_CONTRACT, ActionMapping, GaitClock, ObservationBuilder, projected_gravity
 from pupper_ros.robot_profile import load_robot_profile
 from pupper_ros.safety import TargetEnvelope
-from pupper_ros.simulation import NOMINAL_GROUND_FRICTION, PupperSimulation, tilt
+from pupper_ros.sim import make_simulation
+from pupper_ros.sim.simulation import NOMINAL_GROUND_FRICTION, tilt
 from training.config import TrainConfig, load_config
 from training.rewards import RewardInputs, total_reward
 
@@ -31,7 +33,7 @@ class PupperEnv(gym.Env):
         self.render_mode = render_mode
         self.profile = load_robot_profile(self.config.robot)
         self.contract = CURRENT_CONTRACT
-        self.sim = PupperSimulation(self.profile, physics_dt=self.config.env.physics_dt)
+        self.sim = make_simulation(self.profile, self.config.env.engine, physics_dt=self.config.env.physics_dt)
         self.decimation = max(1, round(self.contract.control_period / self.config.env.physics_dt))
         self.dt = self.decimation * self.config.env.physics_dt
         self.builder = ObservationBuilder(self.contract, self.profile)  # what the policy sees (noisy)
@@ -49,12 +51,6 @@ class PupperEnv(gym.Env):
         self.max_episode_steps = int(round(self.config.env.episode_seconds / self.dt))
         self._resample_steps = max(1, int(round(self.config.env.command_resample_seconds / self.dt)))
         self._trot_offsets = np.asarray(self.config.env.trot_offsets, dtype=np.float64)
-        c = self.sim.client
-        # (mass, inertia diagonal) per link; PyBullet recomputes inertia from collision shapes when only mass is
-        # changed, so both are always set together.
-        self._nominal_inertia = {
-            i: c.getDynamicsInfo(self.sim.robot, i)[:3:2] for i in range(-1, c.getNumJoints(self.sim.robot))
-        }
         self._fixed_command: np.ndarray | None = None
         self.command = np.zeros(3)
         self.friction = 1.0
@@ -73,12 +69,12 @@ class PupperEnv(gym.Env):
 
     # --- randomization ---------------------------------------------------------------------------------------
     def _randomize_dynamics(self) -> None:
-        r, c, sim, rng = self.config.randomization, self.sim.client, self.sim, self.np_random
+        r, sim, rng = self.config.randomization, self.sim, self.np_random
+        n = self.profile.num_joints
         if not self.randomize:
             self.friction = NOMINAL_GROUND_FRICTION
-            c.changeDynamics(sim.ground, -1, lateralFriction=self.friction)
-            for link, (mass, inertia) in self._nominal_inertia.items():
-                c.changeDynamics(sim.robot, link, mass=mass, localInertiaDiagonal=inertia)
+            sim.set_ground_friction(self.friction)
+            sim.set_mass_scales(1.0, np.ones(n))
             sim.kp[:] = self.profile.kp
             sim.kd[:] = self.profile.kd
             sim.motor_strength[:] = 1.0
@@ -86,14 +82,12 @@ class PupperEnv(gym.Env):
             self.latency_substeps = 0
             return
         self.friction = float(rng.uniform(*r.friction))
-        c.changeDynamics(sim.ground, -1, lateralFriction=self.friction)
-        for link, (mass, inertia) in self._nominal_inertia.items():
-            scale = float(rng.uniform(*(r.base_mass_scale if link == -1 else r.link_mass_scale)))
-            c.changeDynamics(sim.robot, link, mass=mass * scale, localInertiaDiagonal=[scale * i for i in inertia])
+        sim.set_ground_friction(self.friction)
+        sim.set_mass_scales(float(rng.uniform(*r.base_mass_scale)), rng.uniform(*r.link_mass_scale, size=n))
         sim.base_com_shift[:] = [rng.uniform(*r.com_shift_x), rng.uniform(*r.com_shift_yz), rng.uniform(*r.com_shift_yz)]
         sim.kp[:] = self.profile.kp * rng.uniform(*r.kp_scale)
         sim.kd[:] = self.profile.kd * rng.uniform(*r.kd_scale)
-        sim.motor_strength[:] = rng.uniform(*r.motor_strength, size=self.profile.num_joints)
+        sim.motor_strength[:] = rng.uniform(*r.motor_strength, size=n)
         low, high = (int(round(x / self.config.env.physics_dt)) for x in r.latency_seconds)
         self.latency_substeps = int(rng.integers(low, high + 1))
 
@@ -196,17 +190,14 @@ class PupperEnv(gym.Env):
 
     # --- pieces ------------------------------------------------------------------------------------------------
     def _contacts(self) -> tuple[np.ndarray, bool]:
-        touching = {pt[3] for pt in self.sim.client.getContactPoints(self.sim.robot, self.sim.ground)}
-        return np.array([link in touching for link in self.sim.foot_link_ids]), (-1 in touching)
+        return self.sim.contacts()
 
     def _maybe_push(self) -> None:
         r = self.config.randomization
         if not self.randomize or r.push_velocity <= 0 or self.np_random.uniform() >= self.dt / r.push_interval_seconds:
             return
-        c, robot = self.sim.client, self.sim.robot
-        linear, angular = c.getBaseVelocity(robot)
         kick = self.np_random.uniform(-r.push_velocity, r.push_velocity, 2)
-        c.resetBaseVelocity(robot, [linear[0] + kick[0], linear[1] + kick[1], linear[2]], angular)
+        self.sim.push([kick[0], kick[1], 0.0])
 
     def _observe(self, state, contacts: np.ndarray | None = None) -> np.ndarray:
         n, rng = self.config.noise, self.np_random

@@ -1,5 +1,6 @@
 """``pupper-eval``: a policy file run through onnxruntime (not torch) in the randomized environment over a fixed
-suite of commands; writes metrics JSON, plots of commanded against measured velocity, and optionally a GIF.
+suite of commands, in either physics engine (``--engine``); writes metrics JSON, plots of commanded against measured
+velocity, and optionally a GIF. In MuJoCo the physics step is the reference model's 4 ms.
 
 Tracking error is measured on velocities averaged over 1 s windows (two and a half gait cycles, so the stride's own
 oscillation is not counted as error), after a 1 s settling time at the start of each episode.
@@ -65,7 +66,12 @@ def run_episode(env, policy, command, seconds: float, seed: int, frames: list | 
     end = env.sim.state().base_position
     usable = velocity[settle:taken]
     n_windows = len(usable) // window
-    means = usable[: n_windows * window].reshape(n_windows, window, 3).mean(axis=1) if n_windows else usable.mean(axis=0, keepdims=True)
+    if n_windows:
+        means = usable[: n_windows * window].reshape(n_windows, window, 3).mean(axis=1)
+    elif len(usable):
+        means = usable.mean(axis=0, keepdims=True)
+    else:  # fell while settling: no velocity to judge, the fall is counted
+        means = np.full((1, 3), np.nan)
     cmd = np.asarray(command)
     return EpisodeResult(
         fell=fell,
@@ -79,14 +85,26 @@ def run_episode(env, policy, command, seconds: float, seed: int, frames: list | 
     )
 
 
+def engine_overrides(engine: str, robot: str) -> dict:
+    """The env settings that put an evaluation in ``engine``: the engine, and in MuJoCo its reference step."""
+    from pupper_ros.robot_profile import load_robot_profile
+    from pupper_ros.sim import default_physics_dt
+
+    overrides = {"engine": engine}
+    if engine != "pybullet":
+        overrides["physics_dt"] = default_physics_dt(load_robot_profile(robot), engine)
+    return overrides
+
+
 def _evaluate_command(args):
-    name, command, policy_path, episodes, seconds, randomize, seed, robot = args
+    name, command, policy_path, episodes, seconds, randomize, seed, robot, engine = args
     from pupper_ros.policy import load_policy
     from pupper_ros.robot_profile import load_robot_profile
     from training.config import load_config
     from training.env import PupperEnv
 
-    config = load_config(overrides={"robot": robot, "env": {"episode_seconds": seconds + 1.0}})
+    env_overrides = {"episode_seconds": seconds + 1.0} | engine_overrides(engine, robot)
+    config = load_config(overrides={"robot": robot, "env": env_overrides})
     env = PupperEnv(config, randomize=randomize)
     policy = load_policy(policy_path, load_robot_profile(robot))
     results = [run_episode(env, policy, command, seconds, seed + i) for i in range(episodes)]
@@ -94,14 +112,20 @@ def _evaluate_command(args):
     return name, command, results
 
 
+def _mean_of_judged(values) -> float:
+    """The mean over episodes that lasted past the settling time (NaN if none did)."""
+    judged = [v for v in values if np.isfinite(v)]
+    return float(np.mean(judged)) if judged else float("nan")
+
+
 def summarize(name: str, command, results: list[EpisodeResult]) -> dict:
     return {
         "command": {"vx": command[0], "vy": command[1], "yaw_rate": command[2]},
         "episodes": len(results),
         "falls": sum(r.fell for r in results),
-        "linear_tracking_error": float(np.mean([r.linear_error for r in results])),
-        "yaw_tracking_error": float(np.mean([r.yaw_error for r in results])),
-        "drift": float(np.mean([r.drift for r in results])),
+        "linear_tracking_error": _mean_of_judged([r.linear_error for r in results]),
+        "yaw_tracking_error": _mean_of_judged([r.yaw_error for r in results]),
+        "drift": _mean_of_judged([r.drift for r in results]),
         "distance": float(np.mean([r.distance for r in results])),
         "energy": float(np.mean([r.energy for r in results])),
     }
@@ -145,9 +169,13 @@ def plot(traces: dict, path: Path) -> None:
 
 
 def evaluate(policy_path: Path, out_dir: Path, episodes: int = 20, seconds: float = 10.0, randomize: bool = True,
-             seed: int = 1000, commands: dict | None = None, workers: int = 0, robot: str = "pupper_v3") -> dict:
+             seed: int = 1000, commands: dict | None = None, workers: int = 0, robot: str = "pupper_v3",
+             engine: str = "pybullet") -> dict:
+    from pupper_ros.sim import check_engine
+
+    check_engine(engine)
     commands = commands or SUITE
-    jobs = [(name, cmd, str(policy_path), episodes, seconds, randomize, seed, robot) for name, cmd in commands.items()]
+    jobs = [(name, cmd, str(policy_path), episodes, seconds, randomize, seed, robot, engine) for name, cmd in commands.items()]
     workers = workers or min(len(jobs), mp.cpu_count() or 1)
     if workers > 1:
         with mp.get_context("spawn").Pool(workers) as pool:
@@ -156,6 +184,7 @@ def evaluate(policy_path: Path, out_dir: Path, episodes: int = 20, seconds: floa
         outputs = [_evaluate_command(j) for j in jobs]
     metrics = {
         "policy": str(policy_path),
+        "engine": engine,
         "episodes_per_command": episodes,
         "episode_seconds": seconds,
         "randomized_dynamics": randomize,
@@ -199,10 +228,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--video", type=Path, help="also write an animated GIF of a forward walk (TinyRenderer)")
     parser.add_argument("--workers", type=int, default=0, help="processes (0 = one per core)")
     parser.add_argument("--seed", type=int, default=1000)
+    parser.add_argument("--engine", default="pybullet", help="physics engine: pybullet or mujoco (extra 'mujoco')")
     args = parser.parse_args(argv)
 
     from pupper_ros.policy import PolicyLoadError, load_policy
     from pupper_ros.robot_profile import load_robot_profile
+    from pupper_ros.sim import EngineError, check_engine
+
+    try:
+        check_engine(args.engine)
+    except EngineError as exc:
+        print(f"pupper-eval: {exc}", file=sys.stderr)
+        return 2
 
     try:
         load_policy(args.policy, load_robot_profile())
@@ -210,13 +247,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pupper-eval: {exc}", file=sys.stderr)
         return 2
     commands = {"custom": tuple(args.command)} if args.command else None
-    metrics = evaluate(args.policy, args.out, args.episodes, args.seconds, not args.no_randomize, args.seed, commands, args.workers)
+    metrics = evaluate(args.policy, args.out, args.episodes, args.seconds, not args.no_randomize, args.seed, commands, args.workers,
+                       engine=args.engine)
     print(f"{'command':14s} {'falls':>5s} {'lin err':>8s} {'yaw err':>8s} {'drift':>7s} {'dist m':>7s} {'energy J':>9s}")
     for name, m in metrics["commands"].items():
         print(f"{name:14s} {m['falls']:5d} {m['linear_tracking_error']:8.3f} {m['yaw_tracking_error']:8.3f} "
               f"{m['drift']:7.3f} {m['distance']:7.2f} {m['energy']:9.1f}")
     bar = metrics["bar"]
-    print("bar: " + ("PASSED" if bar["passed"] else "not met: " + "; ".join(bar["failures"])))
+    print(f"engine: {args.engine}; bar: " + ("PASSED" if bar["passed"] else "not met: " + "; ".join(bar["failures"])))
     print(f"wrote {args.out / 'eval_metrics.json'} and {args.out / 'eval_velocity.png'}")
     if args.video:
         record_gif(args.policy, args.video, (0.3, 0.0, 0.0))

@@ -1,9 +1,10 @@
 """``pupper-report``: turn a training run into a shippable policy with its report.
 
 Exports a checkpoint (default: the run's latest) to ``<out>.onnx``, evaluates it with the full bar (or
-``--episodes``), and writes next to it ``<out>_eval.json``, ``<out>_eval.png`` (commanded against measured
-velocity), ``<out>_learning_curve.png`` (from the run's progress.csv) and ``<out>.md`` (how it was trained and how
-it did).
+``--episodes``) in both physics engines, and writes next to it ``<out>_eval.json`` and ``<out>_eval.png`` (PyBullet:
+metrics, commanded against measured velocity), ``<out>_eval_mujoco.json`` and ``<out>_eval_mujoco.png`` (the same in
+MuJoCo), ``<out>_learning_curve.png`` (from the run's progress.csv) and ``<out>.md`` (how it was trained and how it
+did, the two engines' tables side by side). A policy passes only if it passes the bar in both engines.
 """
 
 from __future__ import annotations
@@ -38,6 +39,29 @@ def learning_curve(progress_csv: Path, path: Path) -> None:
     plt.close(fig)
 
 
+EVAL_FILES = {"pybullet": "_eval", "mujoco": "_eval_mujoco"}  # engine -> suffix of its metrics and plot
+
+
+def side_by_side(by_engine: dict[str, dict]) -> list[str]:
+    """One markdown table of the suite with each engine's figures next to each other."""
+    engines = list(by_engine)
+    columns = [("falls", "falls", "d"), ("linear error m/s", "linear_tracking_error", ".3f"),
+               ("yaw error rad/s", "yaw_tracking_error", ".3f"), ("drift m/s", "drift", ".3f"), ("distance m", "distance", ".2f")]
+    header = "| command | vx | vy | yaw | " + " | ".join(f"{label} {e}" for label, _, _ in columns for e in engines) + " |"
+    lines = [header, "|" + "---|" * (4 + len(columns) * len(engines))]
+    first = by_engine[engines[0]]["commands"]
+    for name, m in first.items():
+        c = m["command"]
+        cells = [format(by_engine[e]["commands"][name][key], fmt) for _, key, fmt in columns for e in engines]
+        lines.append(f"| {name} | {c['vx']} | {c['vy']} | {c['yaw_rate']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def passes_in_every_engine(by_engine: dict[str, dict]) -> tuple[bool, list[str]]:
+    failures = [f"{engine}: {f}" for engine, metrics in by_engine.items() for f in metrics["bar"]["failures"]]
+    return not failures, failures
+
+
 def main(argv: list[str] | None = None) -> int:
     from training.evaluate import evaluate
     from training.export import export_checkpoint
@@ -48,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--out", type=Path, required=True, help="output prefix, e.g. models/pupper_v3_walk")
     parser.add_argument("--checkpoint", type=Path, help="a checkpoint of the run (default: latest)")
     parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=10.0, help="episode length (the bar's is 10 s)")
     parser.add_argument("--command", default="pupper-train", help="the training command, for the report")
     args = parser.parse_args(argv)
 
@@ -57,11 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     policy = out.with_suffix(".onnx")
     difference = export_checkpoint(checkpoint, policy)
-    eval_dir = out.parent / (out.name + "_eval_tmp")
-    metrics = evaluate(policy, eval_dir, episodes=args.episodes, seconds=10.0)
-    (eval_dir / "eval_metrics.json").replace(out.parent / f"{out.name}_eval.json")
-    (eval_dir / "eval_velocity.png").replace(out.parent / f"{out.name}_eval.png")
-    eval_dir.rmdir()
+    by_engine = {}
+    for engine, suffix in EVAL_FILES.items():
+        eval_dir = out.parent / (out.name + "_eval_tmp")
+        by_engine[engine] = evaluate(policy, eval_dir, episodes=args.episodes, seconds=args.seconds, engine=engine)
+        (eval_dir / "eval_metrics.json").replace(out.parent / f"{out.name}{suffix}.json")
+        (eval_dir / "eval_velocity.png").replace(out.parent / f"{out.name}{suffix}.png")
+        eval_dir.rmdir()
+    metrics = by_engine["pybullet"]
+    passed, failures = passes_in_every_engine(by_engine)
     learning_curve(args.run / "progress.csv", out.parent / f"{out.name}_learning_curve.png")
 
     config = state["config"]
@@ -73,24 +102,21 @@ def main(argv: list[str] | None = None) -> int:
         f"- {state['env_steps']:,} environment steps, {state['iteration']} PPO iterations, {state['wall_clock'] / 60:.1f} min of wall-clock "
         f"on this project's 2-core build machine; checkpoint saved {state['saved']}",
         f"- export: onnxruntime vs torch max abs difference {difference:.2e}",
-        f"- evaluation (`pupper-eval`, onnxruntime, randomized dynamics, {metrics['episodes_per_command']} episodes of "
-        f"{metrics['episode_seconds']:.0f} s per command): bar {'PASSED' if metrics['bar']['passed'] else 'NOT MET'}",
+        f"- evaluation (`pupper-eval --engine pybullet` and `--engine mujoco`, onnxruntime, randomized dynamics, "
+        f"{metrics['episodes_per_command']} episodes of {metrics['episode_seconds']:.0f} s per command): bar "
+        f"{'PASSED in both engines' if passed else 'NOT MET'}",
         "",
-        "| command | vx | vy | yaw | falls | linear error m/s | yaw error rad/s | drift m/s | distance m | energy J |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        *side_by_side(by_engine),
     ]
-    for name, m in metrics["commands"].items():
-        c = m["command"]
-        lines.append(f"| {name} | {c['vx']} | {c['vy']} | {c['yaw_rate']} | {m['falls']} | {m['linear_tracking_error']:.3f} | "
-                     f"{m['yaw_tracking_error']:.3f} | {m['drift']:.3f} | {m['distance']:.2f} | {m['energy']:.1f} |")
-    if not metrics["bar"]["passed"]:
-        lines += ["", "Where the bar is not met: " + "; ".join(metrics["bar"]["failures"])]
-    lines += ["", f"Learning curve: `{out.name}_learning_curve.png`; commanded against measured velocity: `{out.name}_eval.png`."]
+    if not passed:
+        lines += ["", "Where the bar is not met: " + "; ".join(failures)]
+    lines += ["", f"Learning curve: `{out.name}_learning_curve.png`; commanded against measured velocity: "
+              + ", ".join(f"`{out.name}{suffix}.png` ({engine})" for engine, suffix in EVAL_FILES.items()) + "."]
     (out.parent / f"{out.name}.md").write_text("\n".join(lines) + "\n")
     (out.parent / f"{out.name}_config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     torch.save(state, out.parent / f"{out.name}_checkpoint.pt")
     print("\n".join(lines))
-    print(json.dumps(metrics["bar"]))
+    print(json.dumps({"passed": passed, "failures": failures}))
     return 0
 
 

@@ -1,4 +1,5 @@
-"""The simulated Pupper as a backend: the shared PyBullet simulation, advanced by one control period per write.
+"""The simulated Pupper as a backend: a simulation (PyBullet or MuJoCo, pupper_ros.sim), advanced by one control
+period per write.
 
 In real-time mode the control loop paces the writes on the wall clock; in lock-step mode the loop runs on simulated
 time as fast as it can (tests), so runs are deterministic and faster than real time.
@@ -11,26 +12,29 @@ import numpy as np
 from pupper_ros.backends.backend import Backend, BackendError
 from pupper_ros.robot_profile import RobotProfile
 from pupper_ros.safety import JointCommand, SensorSample
-from pupper_ros.simulation import GRAVITY, PupperSimulation
+from pupper_ros.sim import DEFAULT_ENGINE, default_physics_dt, make_simulation
+from pupper_ros.rotations import rotation_matrix
+from pupper_ros.sim.simulation import GRAVITY, Simulation
 
 
 class SimBackend(Backend):
-    def __init__(self, profile: RobotProfile, control_period: float, *, gui: bool = False, realtime: bool = True,
-                 physics_dt: float | None = None):
+    def __init__(self, profile: RobotProfile, control_period: float, *, engine: str = DEFAULT_ENGINE, gui: bool = False,
+                 realtime: bool = True, physics_dt: float | None = None):
         self.profile = profile
         self.control_period = control_period
+        self.engine = engine
         self.gui = gui
         self.lockstep = not realtime
         self._physics_dt = physics_dt
-        self.sim: PupperSimulation | None = None
+        self.sim: Simulation | None = None
         self._substeps = 1
         self._sample: SensorSample | None = None
         self._last_velocity_world = np.zeros(3)
 
     def open(self) -> None:
-        dt = self._physics_dt or self.profile.physics_dt
+        dt = self._physics_dt or default_physics_dt(self.profile, self.engine)
         self._substeps = max(1, round(self.control_period / dt))
-        self.sim = PupperSimulation(self.profile, physics_dt=self.control_period / self._substeps, gui=self.gui)
+        self.sim = make_simulation(self.profile, self.engine, physics_dt=self.control_period / self._substeps, gui=self.gui)
         # The robot starts lying on its belly with limp legs, as a real robot does before activation.
         self.sim.reset(joint_position=self.profile.default_pose, base_height=self.profile.standing_height)
         self.sim.set_targets(self.profile.default_pose, kp=0.0, kd=0.1)
@@ -47,8 +51,8 @@ class SimBackend(Backend):
         s.joint_velocity[:] = state.joint_velocity
         s.orientation[:] = state.base_orientation
         s.angular_velocity[:] = state.base_angular_velocity
-        _, _, velocity_world, _ = self.ground_truth()
-        rot = np.array(self.sim.client.getMatrixFromQuaternion(state.base_orientation)).reshape(3, 3)
+        _, _, velocity_world, _ = self.sim.ground_truth()
+        rot = rotation_matrix(state.base_orientation)
         acceleration_world = (velocity_world - self._last_velocity_world) / self.control_period
         self._last_velocity_world = velocity_world
         s.linear_acceleration[:] = rot.T @ (acceleration_world + np.array([0.0, 0.0, GRAVITY]))
@@ -74,7 +78,4 @@ class SimBackend(Backend):
             self.sim = None
 
     def ground_truth(self):
-        c, robot = self.sim.client, self.sim.robot
-        state = self.sim.state()
-        linear, angular = c.getBaseVelocity(robot)
-        return state.base_position, state.base_orientation, np.array(linear), np.array(angular)
+        return self.sim.ground_truth() if self.sim is not None else None

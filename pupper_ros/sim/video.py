@@ -26,16 +26,14 @@ class PoseRecorder:
 def render_gif(profile: RobotProfile, frames, path: Path, frame_seconds: float) -> None:
     from PIL import Image
 
-    from pupper_ros.simulation import PupperSimulation
+    from pupper_ros.sim import make_simulation
 
-    sim = PupperSimulation(profile)
-    c = sim.client
+    sim = make_simulation(profile, "pybullet")  # its renderer works headless, whichever engine ran
     images = []
     try:
         for position, orientation, joints in frames:
             sim.reset(joint_position=joints)
-            com = np.array(c.multiplyTransforms(position.tolist(), orientation.tolist(), sim._base_com_offset.tolist(), [0, 0, 0, 1])[0])
-            c.resetBasePositionAndOrientation(sim.robot, com.tolist(), orientation.tolist())
+            sim.set_base_pose(position, orientation)
             images.append(Image.fromarray(sim.render()))
     finally:
         sim.close()

@@ -2,7 +2,7 @@
 by the PyBullet model of the robot (PD at 1 kHz, status at 100 Hz), so the runtime's real serial code can walk a
 simulated robot. It injects faults on demand.
 
-By hand:  python -m pupper_ros.firmware_emulator --link /tmp/pupper-tty
+By hand:  python -m pupper_ros.sim.firmware_emulator --link /tmp/pupper-tty
 then      pupper-walk --backend serial --port /tmp/pupper-tty
 and type fault names on the emulator's stdin (``help`` lists them).
 """
@@ -24,7 +24,7 @@ import numpy as np
 
 from pupper_ros.robot_profile import RobotProfile, load_robot_profile
 from pupper_ros.serial_protocol import FirmwareLayout, HostDecoder, encode_status_frame
-from pupper_ros.simulation import PupperSimulation
+from pupper_ros.sim import make_simulation
 
 PHYSICS_DT = 0.001  # the firmware's PD loop
 STATUS_PERIOD = 0.01  # 100 Hz
@@ -37,7 +37,7 @@ class FirmwareEmulator:
         self.layout = FirmwareLayout.from_profile(profile)
         self.link = Path(link) if link else None
         self.realtime = realtime
-        self.sim = PupperSimulation(profile, physics_dt=PHYSICS_DT)
+        self.sim = make_simulation(profile, "pybullet", physics_dt=PHYSICS_DT)
         self.sim.reset(base_height=profile.standing_height)
         self.sim.set_targets(profile.default_pose, kp=0.0, kd=0.0)  # idle: motors off
         self.sim.step(int(0.5 / PHYSICS_DT))

@@ -1,0 +1,15 @@
+"""Quaternion helpers shared by the runtime and the simulators (numpy only). Quaternions are x, y, z, w."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def rotation_matrix(orientation_xyzw) -> np.ndarray:
+    """The rotation matrix of a unit quaternion (body to world for a body's orientation)."""
+    x, y, z, w = orientation_xyzw
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])

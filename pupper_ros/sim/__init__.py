@@ -1,0 +1,48 @@
+"""Simulated Puppers behind one interface (``Simulation``), in PyBullet or MuJoCo, and the firmware emulator.
+
+Imported only by code that simulates: the robot runtime never loads this package unless it is asked to simulate.
+Engines are chosen by name wherever a simulation is made (training env, ``pupper-eval --engine``, ``pupper-walk
+--engine``); each is an optional extra, checked before anything starts.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+from pupper_ros.robot_profile import RobotProfile
+
+# engine name -> (module, class, the Python module it needs, the extra that installs it)
+ENGINES = {
+    "pybullet": ("pupper_ros.sim.pybullet_sim", "PyBulletSimulation", "pybullet", "sim"),
+    "mujoco": ("pupper_ros.sim.mujoco_sim", "MujocoSimulation", "mujoco", "mujoco"),
+}
+DEFAULT_ENGINE = "pybullet"
+MUJOCO_PHYSICS_DT = 0.004  # the Pupper v3 reference model's step
+
+
+def default_physics_dt(profile: RobotProfile, engine: str) -> float:
+    """The physics step an engine runs this robot at unless told otherwise: the profile's (the step at which
+    explicit PD on this model is stable), and for MuJoCo at most the reference model's 4 ms."""
+    return min(profile.physics_dt, MUJOCO_PHYSICS_DT) if engine == "mujoco" else profile.physics_dt
+
+
+class EngineError(ValueError):
+    """An unknown engine, or one that is not installed here."""
+
+
+def check_engine(name: str) -> None:
+    """Raise EngineError naming what to do if ``name`` is not an engine that can run here."""
+    if name not in ENGINES:
+        raise EngineError(f"unknown engine '{name}'; choose one of {', '.join(ENGINES)}")
+    _, _, needs, extra = ENGINES[name]
+    if importlib.util.find_spec(needs) is None:
+        raise EngineError(f"engine '{name}' needs the Python package '{needs}', which is not installed: "
+                          f"pip install 'pupper_ros[{extra}]'")
+
+
+def make_simulation(profile: RobotProfile, engine: str = DEFAULT_ENGINE, **options):
+    """A ``Simulation`` of ``profile`` in ``engine`` (options: physics_dt, gui)."""
+    check_engine(engine)
+    module, cls, _, _ = ENGINES[engine]
+    return getattr(importlib.import_module(module), cls)(profile, **options)
