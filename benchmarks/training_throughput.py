@@ -1,7 +1,8 @@
 """Training throughput, measured side by side in one run on this machine:
 
-  physics steps/s of each engine for the Pupper, PD included (PyBullet with the rotor actuator model, PyBullet with
-  the former shortcut of armature on the link inertias, MuJoCo),
+  physics speed of each engine for the Pupper, PD included, in simulated seconds per second (PyBullet with the rotor
+  actuator model, PyBullet with the former shortcut of armature on the link inertias, PyBullet without armature at
+  the 1 ms step its explicit PD then needs, MuJoCo),
   environment steps/s in one process (PD at every physics step, sensors, rewards, randomization), in PyBullet with
   the rotor model (training's), with the former shortcut, and in MuJoCo,
   vectorized environment steps/s on all cores, stepped one step at a time (rsl_rl's VecEnv.step) and collecting
@@ -26,24 +27,31 @@ from pathlib import Path
 import numpy as np
 
 
-PHYSICS_VARIANTS = {  # label -> (engine, simulation options)
-    "pybullet": ("pybullet", {}),
-    "pybullet, armature on links (before)": ("pybullet", {"armature_model": "link"}),
-    "mujoco": ("mujoco", {}),
+PHYSICS_VARIANTS = {  # label -> (engine, simulation options, armature or None for the profile's)
+    "pybullet": ("pybullet", {}, None),
+    "pybullet, armature on links (before)": ("pybullet", {"armature_model": "link"}, None),
+    "pybullet, no armature, 1 ms step": ("pybullet", {"physics_dt": 0.001}, 0.0),
+    "mujoco": ("mujoco", {}, None),
 }
 
 
-def physics_rate(seconds: float, engine: str, options: dict) -> float:
+def physics_rate(seconds: float, engine: str, options: dict, armature: float | None) -> float:
+    """Simulated seconds per wall-clock second, the robot standing on its PD (steps differ between variants)."""
+    import dataclasses
+
     from pupper_ros.robot_profile import load_robot_profile
     from pupper_ros.sim import make_simulation
 
-    sim = make_simulation(load_robot_profile(), engine, **options)
+    profile = load_robot_profile()
+    if armature is not None:
+        profile = dataclasses.replace(profile, actuator=dataclasses.replace(profile.actuator, armature=armature))
+    sim = make_simulation(profile, engine, **options)
     sim.reset()
     n, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         sim.step(100)
         n += 100
-    rate = n / (time.perf_counter() - start)
+    rate = n * sim.physics_dt / (time.perf_counter() - start)
     sim.close()
     return rate
 
@@ -195,11 +203,13 @@ def main() -> int:
         values = [r[name] / r[reference] for r in rounds]
         return f"{np.median(values):.2f}x (rounds {min(values):.2f}-{max(values):.2f})"
 
-    single_share = [r["single"] * decimation / r["physics pybullet"] for r in rounds]
+    from pupper_ros.contract import CURRENT_CONTRACT
+
+    single_share = [r["single"] * CURRENT_CONTRACT.control_period / r["physics pybullet"] for r in rounds]
     print(f"machine: {cores} cores; policy step = {decimation} physics steps; medians of {args.rounds} rounds of "
           f"{args.seconds:.0f} s per figure")
     for label in PHYSICS_VARIANTS:
-        print(f"physics, {label:38s} {rate('physics ' + label):8.0f} physics steps/s (PD included, one core) = "
+        print(f"physics, {label:38s} {rate('physics ' + label):6.1f} simulated s per s (PD included, one core) = "
               f"{against('physics ' + label, 'physics pybullet')} PyBullet's")
     print(f"one environment               {rate('single'):10.0f} env steps/s       = "
           f"{np.median(single_share):.2f} of its physics (rounds {min(single_share):.2f}-{max(single_share):.2f})")

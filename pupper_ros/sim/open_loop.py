@@ -100,7 +100,7 @@ def measure(profile: RobotProfile, engine: str, **options) -> dict[str, float]:
         figures[f"{name} step: travel at 0.6 s %"] = travel[-1] * 100
     sim.close()
     free = lossless(profile)
-    sim = make_simulation(free, engine, physics_dt=0.001, **options)
+    sim = make_simulation(free, engine, **(options | {"physics_dt": 0.001}))
     for joint, name in ((0, "hip"), (1, "abduction"), (2, "knee")):
         figures[f"{name} effective inertia 1e-4 kg m^2"] = effective_inertia(sim, free, joint) * 1e4
     sim.close()

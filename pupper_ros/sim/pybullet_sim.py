@@ -26,6 +26,7 @@ from pupper_ros.sim.simulation import GRAVITY, NOMINAL_GROUND_FRICTION, Simulati
 
 GEAR_RATIO = 10.0  # the Pupper v3 motor's planetary gear; the rotor inertia is armature / GEAR_RATIO^2
 ARMATURE_MODELS = ("rotor", "link")
+SOLVER_ITERATIONS = 50  # PyBullet's default; fewer run faster but break the left-right symmetry of the physics (README)
 
 
 @contextlib.contextmanager
@@ -68,6 +69,7 @@ class PyBulletSimulation(Simulation):
             self.client = bullet_client.BulletClient(connection_mode=pybullet.GUI if gui else pybullet.DIRECT)
         c = self.client
         c.setTimeStep(self.physics_dt)
+        c.setPhysicsEngineParameter(numSolverIterations=SOLVER_ITERATIONS)
         c.setGravity(0, 0, -GRAVITY)
         self.ground = c.createMultiBody(0, c.createCollisionShape(pybullet.GEOM_PLANE))
 
