@@ -161,6 +161,8 @@ def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
         load_config(overrides={"rewards": {"soft_joint_limit": 1.5}})
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "absent.yaml")
+    with pytest.raises(ConfigError, match="env.engine must be one of pybullet, mujoco, got 'warp'"):
+        load_config(overrides={"env": {"engine": "warp"}})
 
 
 def test_swing_height_counts_only_feet_the_clock_has_in_swing():

@@ -81,6 +81,22 @@ def test_train_cli_rejects_an_unknown_config_key(tmp_path, capsys):
     assert "unknown config key 'ppo.gama'" in capsys.readouterr().err
 
 
+def test_train_and_eval_refuse_an_engine_that_is_not_installed_naming_the_extra(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    from training.evaluate import main as eval_main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mujoco" else real(name, *a))
+    config = tmp_path / "mujoco.yaml"
+    config.write_text("env:\n  engine: mujoco\n")
+    assert train_main(["--config", str(config), "--out", str(tmp_path / "run")]) == 2
+    assert "pip install 'pupper_ros[mujoco]'" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # refused before anything started
+    assert eval_main(["policy.onnx", "--engine", "mujoco"]) == 2
+    assert "pip install 'pupper_ros[mujoco]'" in capsys.readouterr().err
+
+
 def test_export_cli_names_a_missing_run(tmp_path):
     result = subprocess.run([sys.executable, "-m", "training.export", str(tmp_path / "nothing"), "-o", str(tmp_path / "x.onnx")],
                             capture_output=True, text=True)

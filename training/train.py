@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from pupper_ros.sim import EngineError, check_engine
 from training.config import ConfigError, TrainConfig, load_config
 
 CHECKPOINT_DIR = "checkpoints"
@@ -267,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
             if config_path is None:
                 config_path = resume.parent.parent / "config.yaml"
         config = load_config(config_path, overrides)
-    except (ConfigError, FileNotFoundError) as exc:
+        check_engine(config.env.engine)
+    except (ConfigError, EngineError, FileNotFoundError) as exc:
         print(f"pupper-train: {exc}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _interrupt)  # `kill`, `systemctl stop`: checkpoint and exit as on Ctrl-C
