@@ -1,11 +1,13 @@
-"""Time to walk: the wall-clock of `pupper-train` from its start to the first checkpoint that passes the bar.
+"""Time to walk: the wall-clock of `pupper-train` from its start to the first checkpoint that passes the bar in both
+physics engines.
 
 Walks a run's numbered checkpoints in order (every --stride-th), exports each to ONNX and screens it with a short
-`pupper-eval` (--screen-episodes per command, randomized); a checkpoint that passes the screen gets the full bar
-(20 episodes of 10 s per command). Prints each checkpoint's figures and the first that passes, with the wall-clock
-and steps recorded in the checkpoint by the trainer.
+`pupper-eval` in PyBullet (--screen-episodes per command, randomized); a checkpoint that passes the screen gets the
+full bar (20 episodes of 10 s per command) in PyBullet, then in MuJoCo. Prints each checkpoint's figures and the first
+that passes both, with the wall-clock and steps recorded in the checkpoint by the trainer.
 
-Usage: python benchmarks/time_to_walk.py runs/NAME [--stride 5] [--screen-episodes 3] [--from-iteration K] [--follow]
+Usage: python benchmarks/time_to_walk.py runs/NAME [--robot pupper_v3] [--stride 5] [--screen-episodes 3]
+       [--from-iteration K] [--follow]
 
 With --follow it also screens checkpoints the run writes while it trains, until none has come for --idle-minutes.
 Run it under `nice -n 19` beside a training run: it then takes the cores only while the trainer leaves them idle.
@@ -27,10 +29,16 @@ from training.evaluate import evaluate  # noqa: E402
 from training.export import export_checkpoint  # noqa: E402
 
 
+def _worst(values) -> float:
+    """The largest of the figures that exist (a command whose every episode fell while settling has none)."""
+    finite = [v for v in values if v == v]
+    return max(finite) if finite else float("nan")
+
+
 def summary(metrics: dict) -> str:
     cmds = metrics["commands"]
-    worst_linear = max(m["linear_tracking_error"] for n, m in cmds.items() if n != "stand" and not n.startswith("turn"))
-    worst_yaw = max(m["yaw_tracking_error"] for n, m in cmds.items() if n.startswith("turn"))
+    worst_linear = _worst(m["linear_tracking_error"] for n, m in cmds.items() if n != "stand" and not n.startswith("turn"))
+    worst_yaw = _worst(m["yaw_tracking_error"] for n, m in cmds.items() if n.startswith("turn"))
     falls = sum(m["falls"] for m in cmds.values())
     return f"worst linear error {worst_linear:.3f} m/s, worst yaw error {worst_yaw:.3f} rad/s, stand drift {cmds['stand']['drift']:.3f}, falls {falls}"
 
@@ -49,6 +57,21 @@ def shortfall(metrics: dict) -> float:
             total += max(0.0, m["linear_tracking_error"] - BAR["linear_error"]) / BAR["linear_error"]
             total += max(0.0, m["yaw_tracking_error"] - BAR["yaw_error"]) / BAR["yaw_error"]
     return total
+
+
+def run_problem(args) -> str:
+    """Why this run cannot be screened for --robot, or "" if it can."""
+    import yaml
+
+    config = args.run / "config.yaml"
+    if not config.is_file():
+        return f"{args.run} is not a training run (no config.yaml)"
+    robot = (yaml.safe_load(config.read_text()) or {}).get("robot")
+    if robot != args.robot:
+        return f"run {args.run} trains {robot}, not {args.robot} (pass --robot {robot})"
+    if not args.follow and not list((args.run / "checkpoints").glob("model_*.pt")):
+        return f"run {args.run} has no checkpoints yet (checkpoints/model_*.pt); use --follow to wait for them"
+    return ""
 
 
 def checkpoints_to_screen(args):
@@ -75,29 +98,38 @@ def checkpoints_to_screen(args):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path)
+    parser.add_argument("--robot", default="pupper_v3", help="the robot the run must be training")
     parser.add_argument("--stride", type=int, default=5)
     parser.add_argument("--screen-episodes", type=int, default=3)
     parser.add_argument("--from-iteration", type=int, default=0)
     parser.add_argument("--follow", action="store_true", help="keep screening checkpoints the run writes")
     parser.add_argument("--idle-minutes", type=float, default=5.0, help="with --follow: stop once the run has written no checkpoint for this long")
     args = parser.parse_args()
+    problem = run_problem(args)
+    if problem:
+        print(f"time_to_walk: {problem}", file=sys.stderr)
+        return 2
     work = Path(tempfile.mkdtemp())
     best = (float("inf"), None)
     for checkpoint in checkpoints_to_screen(args):
         state = torch.load(checkpoint, weights_only=False)
         policy = work / f"{checkpoint.stem}.onnx"
         export_checkpoint(checkpoint, policy)
-        screen = evaluate(policy, work / checkpoint.stem, episodes=args.screen_episodes, seconds=10.0)
+        screen = evaluate(policy, work / checkpoint.stem, episodes=args.screen_episodes, seconds=10.0, robot=args.robot)
         gap = shortfall(screen)
         best = min(best, (gap, checkpoint), key=lambda b: b[0])
         print(f"{checkpoint.name}: {state['env_steps']:,} steps, {state['wall_clock'] / 60:.1f} min: screen {summary(screen)}, "
               f"shortfall {gap:.2f}", flush=True)
-        if screen["bar"]["passed"]:
-            full = evaluate(policy, work / (checkpoint.stem + "_full"), episodes=20, seconds=10.0)
-            print(f"  full bar: {'PASSED' if full['bar']['passed'] else 'not met'}: {summary(full)}", flush=True)
-            if full["bar"]["passed"]:
-                print(f"time to walk: {state['wall_clock'] / 60:.1f} min ({state['env_steps']:,} steps) at {checkpoint}")
-                return 0
+        if not screen["bar"]["passed"]:
+            continue
+        for engine in ("pybullet", "mujoco"):
+            full = evaluate(policy, work / f"{checkpoint.stem}_{engine}", episodes=20, seconds=10.0, robot=args.robot, engine=engine)
+            print(f"  full bar in {engine}: {'PASSED' if full['bar']['passed'] else 'not met'}: {summary(full)}", flush=True)
+            if not full["bar"]["passed"]:
+                break
+        else:
+            print(f"time to walk: {state['wall_clock'] / 60:.1f} min ({state['env_steps']:,} steps) at {checkpoint}")
+            return 0
     print(f"no checkpoint passed the bar; closest: {best[1]} (shortfall {best[0]:.2f})")
     return 1
 

@@ -108,3 +108,11 @@ def test_pupper_v2_stands_in_both_engines():
         heights[engine] = standing_height(sim, v2)
         sim.close()
     assert abs(heights["pybullet"] - heights["mujoco"]) < 0.003, heights
+
+
+def test_both_engines_render_a_frame_headless(sims):
+    for engine, sim in sims.items():
+        sim.reset()
+        frame = sim.render(width=160, height=120)
+        assert frame.shape == (120, 160, 3) and frame.dtype.name == "uint8", engine
+        assert frame.std() > 5, f"{engine}: a blank frame"

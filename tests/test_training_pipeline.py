@@ -97,6 +97,28 @@ def test_train_and_eval_refuse_an_engine_that_is_not_installed_naming_the_extra(
     assert "pip install 'pupper_ros[mujoco]'" in capsys.readouterr().err
 
 
+def test_eval_refuses_a_policy_for_another_robot(tmp_path, capsys):
+    from pupper_ros import resources
+    from training.evaluate import main as eval_main
+
+    assert eval_main([str(resources.default_policy_path()), "--robot", "pupper_v2", "-o", str(tmp_path)]) == 2
+    assert "model is for robot 'pupper_v3', this robot is 'pupper_v2'" in capsys.readouterr().err
+
+
+def test_time_to_walk_refuses_a_run_without_checkpoints_or_for_another_robot(tmp_path):
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "time_to_walk.py"
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("robot: pupper_v3\n")
+    result = subprocess.run([sys.executable, str(script), str(run)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "has no checkpoints yet" in result.stderr, result.stderr
+    (run / "config.yaml").write_text("robot: pupper_v2\n")
+    result = subprocess.run([sys.executable, str(script), str(run)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "trains pupper_v2, not pupper_v3 (pass --robot pupper_v2)" in result.stderr, result.stderr
+
+
 def test_export_cli_names_a_missing_run(tmp_path):
     result = subprocess.run([sys.executable, "-m", "training.export", str(tmp_path / "nothing"), "-o", str(tmp_path / "x.onnx")],
                             capture_output=True, text=True)

@@ -17,19 +17,26 @@ from pathlib import Path
 
 import numpy as np
 
-SUITE = {
-    "stand": (0.0, 0.0, 0.0),
-    "forward_0.3": (0.3, 0.0, 0.0),
-    "forward_0.6": (0.6, 0.0, 0.0),
-    "backward_0.3": (-0.3, 0.0, 0.0),
-    "left_0.3": (0.0, 0.3, 0.0),
-    "right_0.3": (0.0, -0.3, 0.0),
-    "turn_left_1": (0.0, 0.0, 1.0),
-    "turn_right_1": (0.0, 0.0, -1.0),
-}
 WINDOW_SECONDS = 1.0
 SETTLE_SECONDS = 1.0
-BAR = {"linear_error": 0.1, "yaw_error": 0.3, "standing_drift": 0.05}
+BAR = {"linear_error": 0.08, "yaw_error": 0.2, "standing_drift": 0.05}
+# The command suite as shares of the robot's trained command ranges: (name, axis, share of that axis's maximum; a
+# negative share is of its minimum).
+SUITE_SHARES = [("forward", 0, 0.4), ("forward", 0, 0.8), ("backward", 0, -0.4), ("left", 1, 0.6), ("right", 1, -0.6),
+                ("turn_left", 2, 2 / 3), ("turn_right", 2, -2 / 3)]
+
+
+def command_suite(profile) -> dict[str, tuple[float, float, float]]:
+    """Stand, then each entry of SUITE_SHARES for this robot, rounded to 0.01 (Pupper v3: forward 0.3 and 0.6 m/s,
+    backward 0.3, sideways 0.3, turning 1 rad/s)."""
+    suite = {"stand": (0.0, 0.0, 0.0)}
+    for name, axis, share in SUITE_SHARES:
+        limit = profile.command_high[axis] if share > 0 else profile.command_low[axis]
+        value = round(abs(share) * float(limit), 2)
+        command = [0.0, 0.0, 0.0]
+        command[axis] = value
+        suite[f"{name}_{abs(value):g}"] = tuple(command)
+    return suite
 
 
 @dataclass
@@ -97,14 +104,17 @@ def engine_overrides(engine: str, robot: str) -> dict:
 
 
 def _evaluate_command(args):
-    name, command, policy_path, episodes, seconds, randomize, seed, robot, engine = args
+    name, command, policy_path, episodes, seconds, randomize, seed, robot, engine, latency = args
     from pupper_ros.policy import load_policy
     from pupper_ros.robot_profile import load_robot_profile
     from training.config import load_config
     from training.env import PupperEnv
 
     env_overrides = {"episode_seconds": seconds + 1.0} | engine_overrides(engine, robot)
-    config = load_config(overrides={"robot": robot, "env": env_overrides})
+    overrides = {"robot": robot, "env": env_overrides}
+    if latency is not None:  # a fixed action latency instead of the randomized one
+        overrides["randomization"] = {"latency_seconds": [latency, latency]}
+    config = load_config(overrides=overrides)
     env = PupperEnv(config, randomize=randomize)
     policy = load_policy(policy_path, load_robot_profile(robot))
     results = [run_episode(env, policy, command, seconds, seed + i) for i in range(episodes)]
@@ -170,12 +180,14 @@ def plot(traces: dict, path: Path) -> None:
 
 def evaluate(policy_path: Path, out_dir: Path, episodes: int = 20, seconds: float = 10.0, randomize: bool = True,
              seed: int = 1000, commands: dict | None = None, workers: int = 0, robot: str = "pupper_v3",
-             engine: str = "pybullet") -> dict:
+             engine: str = "pybullet", latency: float | None = None) -> dict:
+    from pupper_ros.robot_profile import load_robot_profile
     from pupper_ros.sim import check_engine
 
     check_engine(engine)
-    commands = commands or SUITE
-    jobs = [(name, cmd, str(policy_path), episodes, seconds, randomize, seed, robot, engine) for name, cmd in commands.items()]
+    commands = commands or command_suite(load_robot_profile(robot))
+    jobs = [(name, cmd, str(policy_path), episodes, seconds, randomize, seed, robot, engine, latency)
+            for name, cmd in commands.items()]
     workers = workers or min(len(jobs), mp.cpu_count() or 1)
     if workers > 1:
         with mp.get_context("spawn").Pool(workers) as pool:
@@ -184,7 +196,9 @@ def evaluate(policy_path: Path, out_dir: Path, episodes: int = 20, seconds: floa
         outputs = [_evaluate_command(j) for j in jobs]
     metrics = {
         "policy": str(policy_path),
+        "robot": robot,
         "engine": engine,
+        "fixed_action_latency": latency,
         "episodes_per_command": episodes,
         "episode_seconds": seconds,
         "randomized_dynamics": randomize,
@@ -229,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=0, help="processes (0 = one per core)")
     parser.add_argument("--seed", type=int, default=1000)
     parser.add_argument("--engine", default="pybullet", help="physics engine: pybullet or mujoco (extra 'mujoco')")
+    parser.add_argument("--robot", default="pupper_v3", help="the robot the policy is for (a profile name)")
+    parser.add_argument("--latency", type=float, metavar="SECONDS", help="a fixed action latency (robustness check)")
     args = parser.parse_args(argv)
 
     from pupper_ros.policy import PolicyLoadError, load_policy
@@ -241,14 +257,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pupper-eval: {exc}", file=sys.stderr)
         return 2
 
+    from pupper_ros.robot_profile import ProfileError
+
     try:
-        load_policy(args.policy, load_robot_profile())
-    except PolicyLoadError as exc:
+        load_policy(args.policy, load_robot_profile(args.robot))
+    except (PolicyLoadError, ProfileError) as exc:
         print(f"pupper-eval: {exc}", file=sys.stderr)
         return 2
     commands = {"custom": tuple(args.command)} if args.command else None
     metrics = evaluate(args.policy, args.out, args.episodes, args.seconds, not args.no_randomize, args.seed, commands, args.workers,
-                       engine=args.engine)
+                       robot=args.robot, engine=args.engine, latency=args.latency)
     print(f"{'command':14s} {'falls':>5s} {'lin err':>8s} {'yaw err':>8s} {'drift':>7s} {'dist m':>7s} {'energy J':>9s}")
     for name, m in metrics["commands"].items():
         print(f"{name:14s} {m['falls']:5d} {m['linear_tracking_error']:8.3f} {m['yaw_tracking_error']:8.3f} "
@@ -257,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"engine: {args.engine}; bar: " + ("PASSED" if bar["passed"] else "not met: " + "; ".join(bar["failures"])))
     print(f"wrote {args.out / 'eval_metrics.json'} and {args.out / 'eval_velocity.png'}")
     if args.video:
-        record_gif(args.policy, args.video, (0.3, 0.0, 0.0))
+        forward = next(c for name, c in command_suite(load_robot_profile(args.robot)).items() if name.startswith("forward"))
+        record_gif(args.policy, args.video, forward, robot=args.robot)
         print(f"wrote {args.video}")
     return 0
 

@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     by_engine = {}
     for engine, suffix in EVAL_FILES.items():
         eval_dir = out.parent / (out.name + "_eval_tmp")
-        by_engine[engine] = evaluate(policy, eval_dir, episodes=args.episodes, seconds=args.seconds, engine=engine)
+        by_engine[engine] = evaluate(policy, eval_dir, episodes=args.episodes, seconds=args.seconds, robot=state["config"]["robot"],
+                                     engine=engine)
         (eval_dir / "eval_metrics.json").replace(out.parent / f"{out.name}{suffix}.json")
         (eval_dir / "eval_velocity.png").replace(out.parent / f"{out.name}{suffix}.png")
         eval_dir.rmdir()

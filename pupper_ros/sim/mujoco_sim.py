@@ -8,12 +8,17 @@ with the ground only, as in PyBullet (no self-collision); the ground's friction 
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from pupper_ros.robot_profile import RobotProfile
 from pupper_ros.sim.simulation import GRAVITY, NOMINAL_GROUND_FRICTION, Simulation
 
-import mujoco  # noqa: E402  (after the project imports: the engine is optional, pupper_ros.sim names the extra)
+if "DISPLAY" not in os.environ:
+    os.environ.setdefault("MUJOCO_GL", "egl")  # headless offscreen rendering; read when mujoco is imported
+
+import mujoco  # noqa: E402
 
 GROUND = "ground"
 BASE_GEOM = "base_collision"
@@ -59,6 +64,8 @@ def build_model(profile: RobotProfile, physics_dt: float) -> mujoco.MjModel:
     ground.contype, ground.conaffinity = 0, 1
     ground.priority = 1  # its friction is the contact's
     ground.friction = [NOMINAL_GROUND_FRICTION, 0.005, 0.0001]
+    ground.rgba = [0.55, 0.6, 0.7, 1.0]
+    spec.worldbody.add_light(pos=[0.0, 0.0, 3.0], dir=[0.0, 0.0, -1.0], type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL)
     try:
         return spec.compile()
     except Exception as exc:
@@ -192,7 +199,7 @@ class MujocoSimulation(Simulation):
         return float(self.model.body_mass.sum())
 
     def render(self, width: int = 320, height: int = 240, distance: float = 0.8) -> np.ndarray:
-        """Offscreen OpenGL (MUJOCO_GL=egl or osmesa on a machine without a display)."""
+        """Offscreen OpenGL (EGL on a machine without a display)."""
         if self._renderer is None or (self._renderer.width, self._renderer.height) != (width, height):
             try:
                 self._renderer = mujoco.Renderer(self.model, height=height, width=width)
