@@ -23,7 +23,7 @@ PARAMS_FILE = "walk.yaml"
 def generate_launch_description():
     params_file = os.path.join(get_package_share_directory(PACKAGE), "config", PARAMS_FILE)
     arguments = [
-        DeclareLaunchArgument("backend", default_value="sim", description="robot link: sim or serial"),
+        DeclareLaunchArgument("backend", default_value="sim", description="robot link: sim, serial or ros2_control"),
         DeclareLaunchArgument("policy", default_value="", description="ONNX policy file (empty: the shipped policy)"),
         DeclareLaunchArgument("port", default_value="/dev/ttyACM0", description="serial device of the motor controller"),
         DeclareLaunchArgument("engine", default_value="pybullet", description="sim backend: pybullet or mujoco"),

@@ -172,7 +172,12 @@ class WalkNode(LifecycleNode):
         except ValueError as exc:
             raise ConfigurationError(f"parameter '{str(exc).split()[0]}': {exc}") from exc
 
-        if backend_name == "sim":
+        if backend_name == "ros2_control":
+            backend = backend_cls(profile, period, context=self.context, damping_kd=self._param("damping_kd"),
+                                  activate_controllers=self._param("activate_controllers"),
+                                  **{name: self._param(name) for name in ("joint_states_topic", "imu_topic",
+                                     "position_controller", "kp_controller", "kd_controller")})
+        elif backend_name == "sim":
             from pupper_ros.sim import EngineError, check_engine
 
             try:
@@ -194,8 +199,10 @@ class WalkNode(LifecycleNode):
 
         self._joint_names = list(profile.joints)
         sensor = qos_profile_sensor_data
-        self.joint_state_pub = self.create_publisher(JointState, "/joint_states", sensor)
-        self.imu_pub = self.create_publisher(Imu, "/imu/data", sensor)
+        # Under ros2_control the broadcasters publish the robot's joint states and IMU; the node does not echo them.
+        echo = backend.publishes_sensors
+        self.joint_state_pub = self.create_publisher(JointState, "/joint_states", sensor) if echo else None
+        self.imu_pub = self.create_publisher(Imu, "/imu/data", sensor) if echo else None
         self.joint_command_pub = self.create_publisher(JointState, "~/joint_commands", sensor)
         self.odom_pub = self.create_publisher(Odometry, "/odom", 10) if backend.ground_truth() is not None else None
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -338,9 +345,11 @@ class WalkNode(LifecycleNode):
             imu.angular_velocity.x, imu.angular_velocity.y, imu.angular_velocity.z = av.tolist()
             imu.linear_acceleration.x, imu.linear_acceleration.y, imu.linear_acceleration.z = la.tolist()
             truth = telemetry.truth
-        self.joint_state_pub.publish(joints)
+        if self.joint_state_pub is not None:
+            self.joint_state_pub.publish(joints)
         self.joint_command_pub.publish(commands)
-        self.imu_pub.publish(imu)
+        if self.imu_pub is not None:
+            self.imu_pub.publish(imu)
         if self.odom_pub is not None and truth is not None:
             position, orientation, linear, angular = truth
             odom = Odometry()

@@ -22,7 +22,8 @@ class Param:
 
 
 PARAMETERS = (
-    Param("backend", "sim", "robot link: 'sim' (PyBullet) or 'serial' (Teensy over USB)", choices=("sim", "serial")),
+    Param("backend", "sim", "robot link: 'sim' (simulated), 'serial' (Teensy over USB) or 'ros2_control' (Pupper v3's stack)",
+          choices=("sim", "serial", "ros2_control")),
     Param("robot", "pupper_v3", "robot profile name (pupper_ros/robots/<robot>.yaml) or a path to a profile YAML"),
     Param("policy", "", "ONNX policy file; empty = the shipped policy for the robot"),
     Param("control_rate", 0.0, "control loop rate in Hz; 0 = the policy's own rate; a multiple of it runs the policy every k-th tick", 0.0, 1000.0),
@@ -39,6 +40,13 @@ PARAMETERS = (
     Param("publish_rate", 50.0, "Hz for /joint_states, /imu/data, ~/joint_commands and /odom", 1.0, 500.0),
     Param("serial_port", "/dev/ttyACM0", "serial backend: device of the motor controller"),
     Param("serial_baud", 500000, "serial backend: baud rate (nominal over USB CDC)", 9600, 10000000),
+    Param("joint_states_topic", "/joint_states", "ros2_control backend: joint_state_broadcaster's topic"),
+    Param("imu_topic", "/imu_sensor_broadcaster/imu", "ros2_control backend: imu_sensor_broadcaster's topic"),
+    Param("position_controller", "forward_position_controller", "ros2_control backend: forward controller of joint positions"),
+    Param("kp_controller", "forward_kp_controller", "ros2_control backend: forward controller of joint kp"),
+    Param("kd_controller", "forward_kd_controller", "ros2_control backend: forward controller of joint kd"),
+    Param("activate_controllers", False, "ros2_control backend: at configure, ask controller_manager to activate the "
+          "three forward controllers and deactivate neural_controller (needs controller_manager_msgs)"),
     Param("sim_engine", "pybullet", "sim backend: physics engine, 'pybullet' or 'mujoco' (extra 'mujoco')",
           choices=("pybullet", "mujoco")),
     Param("sim_gui", False, "sim backend: open a PyBullet window"),

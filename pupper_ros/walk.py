@@ -17,7 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser = argparse.ArgumentParser(prog="pupper-walk", description="Walk a Pupper with an ONNX policy behind a safety supervisor.",
                                      epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backend", choices=["sim", "serial"], help="robot link (parameter backend)")
+    parser.add_argument("--backend", choices=BY_NAME["backend"].choices, help="robot link (parameter backend)")
     parser.add_argument("--robot", help="robot profile name or YAML path (parameter robot)")
     parser.add_argument("--policy", help="ONNX policy file (parameter policy; default: the shipped policy)")
     parser.add_argument("--port", help="serial device, e.g. /dev/ttyACM0 (parameter serial_port)")

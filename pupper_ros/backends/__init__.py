@@ -12,6 +12,7 @@ from pupper_ros.backends.backend import Backend, BackendError
 BACKENDS = {
     "sim": "pupper_ros.backends.sim_backend:SimBackend",
     "serial": "pupper_ros.backends.serial_backend:SerialBackend",
+    "ros2_control": "pupper_ros.backends.ros2_control_backend:Ros2ControlBackend",
 }
 
 

@@ -16,6 +16,9 @@ class Backend(ABC):
 
     #: Whether the control loop must advance the backend's time itself (a simulator in lock-step).
     lockstep: bool = False
+    #: Whether the node publishes this backend's readings on /joint_states and /imu/data (not when the robot's own
+    #: broadcasters already do).
+    publishes_sensors: bool = True
 
     @abstractmethod
     def open(self) -> None: ...

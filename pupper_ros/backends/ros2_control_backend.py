@@ -1,0 +1,294 @@
+"""A robot under ros2_control (Pupper v3's own stack, its MuJoCo simulation, any ros2_control robot): sensors from
+joint_state_broadcaster and imu_sensor_broadcaster, commands to three forward_command_controllers (position, kp, kd).
+
+The backend owns a ROS node of its own, spun in its own thread, so the broadcasters' 260 Hz streams never wait on
+the daemon's executor and the configure-time parameter queries work whether configure runs standalone or under
+launch. Each controller's joint order is read from its ``joints`` parameter over the parameter service, never
+assumed; joint states are mapped by name. A sample's age counts from its arrival, so the supervisor's sensor
+timeout works as with the other backends. Malformed messages are dropped and counted, with the reason in
+/diagnostics; a profile joint missing from /joint_states stops the samples, so the sensor timeout latches DAMPING.
+This stack has no command watchdog: ``close`` publishes damping (kp 0) and waits for it to be acknowledged.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import ParameterType
+from rcl_interfaces.srv import GetParameters
+from rclpy.duration import Duration
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import Imu, JointState
+from std_msgs.msg import Float64MultiArray
+
+from pupper_ros.backends.backend import Backend, BackendError
+from pupper_ros.robot_profile import RobotProfile
+from pupper_ros.safety import JointCommand, SensorSample
+
+NEURAL_CONTROLLER = "neural_controller"  # the robot's own policy, which must not drive the joints at the same time
+FUTURE_STAMP_TOLERANCE_S = 0.5  # a message stamped further ahead than this is from a wrong clock
+
+
+def switch_command(controllers: list[str]) -> str:
+    return (f"ros2 control switch_controllers --activate {' '.join(controllers)} --deactivate {NEURAL_CONTROLLER}")
+
+
+class Ros2ControlBackend(Backend):
+    publishes_sensors = False
+
+    def __init__(self, profile: RobotProfile, control_period: float, *, context=None,
+                 joint_states_topic: str = "/joint_states", imu_topic: str = "/imu_sensor_broadcaster/imu",
+                 position_controller: str = "forward_position_controller", kp_controller: str = "forward_kp_controller",
+                 kd_controller: str = "forward_kd_controller", activate_controllers: bool = False,
+                 damping_kd: float = 0.1, timeout: float = 5.0):
+        self.profile = profile
+        self.context = context
+        self.joint_states_topic = joint_states_topic
+        self.imu_topic = imu_topic
+        self.controllers = {"position": position_controller, "kp": kp_controller, "kd": kd_controller}
+        self.activate_controllers = activate_controllers
+        self.damping_kd = min(damping_kd, profile.kd_max)
+        self.timeout = timeout
+        n = profile.num_joints
+        self._index = {name: i for i, name in enumerate(profile.joints)}
+        self._lock = threading.Lock()
+        self._joints_at = self._imu_at = -math.inf  # arrival times (time.monotonic) of the newest valid messages
+        self._sample = SensorSample(0.0, np.zeros(n), np.zeros(n), np.array([0.0, 0.0, 0.0, 1.0]), np.zeros(3), np.zeros(3))
+        self._out = SensorSample(0.0, np.zeros(n), np.zeros(n), np.array([0.0, 0.0, 0.0, 1.0]), np.zeros(3), np.zeros(3))
+        self.dropped: dict[str, int] = {"joint_states": 0, "imu": 0}
+        self.drop_reason: dict[str, str] = {"joint_states": "", "imu": ""}
+        self._dropped_at: dict[str, float] = {"joint_states": -math.inf, "imu": -math.inf}
+        self.node = None
+        self._executor = None
+        self._spinner: threading.Thread | None = None
+        self._orders: dict[str, np.ndarray] = {}  # role -> profile index of each slot in the controller's order
+        self._publishers = {}
+        self._messages = {}
+
+    # --- configure ---------------------------------------------------------------------------------------------
+    def open(self) -> None:
+        context = self.context if self.context is not None else rclpy.get_default_context()
+        self.node = rclpy.create_node("pupper_walk_ros2_control", context=context)
+        self._executor = SingleThreadedExecutor(context=context)
+        self._executor.add_node(self.node)
+        try:
+            for role, controller in self.controllers.items():
+                self._orders[role] = self._controller_order(controller)
+            reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+            for role, controller in self.controllers.items():
+                self._publishers[role] = self.node.create_publisher(Float64MultiArray, f"/{controller}/commands", reliable)
+                self._messages[role] = Float64MultiArray()
+            if self.activate_controllers:
+                self._switch_controllers()
+            self.node.create_subscription(JointState, self.joint_states_topic, self._on_joint_states, qos_profile_sensor_data)
+            self.node.create_subscription(Imu, self.imu_topic, self._on_imu, qos_profile_sensor_data)
+            self._spinner = threading.Thread(target=self._spin, name="ros2_control_backend", daemon=True)
+            self._spinner.start()
+            self._wait_for_first_messages()
+        except BaseException:
+            self._shutdown_node()
+            raise
+
+    def _call(self, client, request, what: str):
+        if not client.wait_for_service(timeout_sec=self.timeout):
+            raise BackendError(f"{what}: no answer within {self.timeout:g} s (is controller_manager running and the "
+                               "controller loaded?)")
+        future = client.call_async(request)
+        deadline = time.monotonic() + self.timeout
+        while not future.done() and time.monotonic() < deadline:
+            self._executor.spin_once(timeout_sec=0.05)
+        if not future.done():
+            raise BackendError(f"{what}: no answer within {self.timeout:g} s")
+        return future.result()
+
+    def _controller_order(self, controller: str) -> np.ndarray:
+        client = self.node.create_client(GetParameters, f"/{controller}/get_parameters")
+        try:
+            what = f"controller '{controller}': reading its 'joints' parameter"
+            response = self._call(client, GetParameters.Request(names=["joints"]), what)
+        finally:
+            self.node.destroy_client(client)
+        value = response.values[0] if response.values else None
+        if value is None or value.type == ParameterType.PARAMETER_NOT_SET:
+            raise BackendError(f"controller '{controller}' has no 'joints' parameter")
+        if value.type != ParameterType.PARAMETER_STRING_ARRAY:
+            raise BackendError(f"controller '{controller}': parameter 'joints' is of type {value.type}, "
+                               "expected a string array")
+        joints = list(value.string_array_value)
+        missing = [j for j in self.profile.joints if j not in joints]
+        if missing:
+            raise BackendError(f"controller '{controller}' lacks profile joint(s) {', '.join(missing)}")
+        unknown = [j for j in joints if j not in self._index]
+        if unknown or len(joints) != len(set(joints)):
+            raise BackendError(f"controller '{controller}' commands joint(s) this profile does not have or lists one "
+                               f"twice: {', '.join(unknown) or joints}")
+        return np.array([self._index[j] for j in joints])
+
+    def _switch_controllers(self) -> None:
+        wanted = list(self.controllers.values())
+        try:
+            from controller_manager_msgs.srv import SwitchController
+        except ImportError:
+            raise BackendError("parameter 'activate_controllers' is set but controller_manager_msgs is not installed "
+                               f"here; activate the controllers yourself: {switch_command(wanted)}") from None
+        client = self.node.create_client(SwitchController, "/controller_manager/switch_controller")
+        request = SwitchController.Request(activate_controllers=wanted, deactivate_controllers=[NEURAL_CONTROLLER],
+                                           strictness=SwitchController.Request.BEST_EFFORT)
+        try:
+            response = self._call(client, request, "/controller_manager/switch_controller")
+        finally:
+            self.node.destroy_client(client)
+        if not response.ok:
+            raise BackendError(f"controller_manager refused to switch controllers; try: {switch_command(wanted)}")
+
+    def _wait_for_first_messages(self) -> None:
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._joints_at > -math.inf and self._imu_at > -math.inf:
+                    return
+            time.sleep(0.01)
+        with self._lock:
+            missing = [topic for topic, at in ((self.joint_states_topic, self._joints_at), (self.imu_topic, self._imu_at))
+                       if at == -math.inf]
+        reasons = [r for r in self.drop_reason.values() if r]
+        raise BackendError(f"no valid message on {' and '.join(missing)} within {self.timeout:g} s (are "
+                           "joint_state_broadcaster and imu_sensor_broadcaster active?)"
+                           + (f"; dropped: {'; '.join(reasons)}" if reasons else ""))
+
+    def _spin(self) -> None:
+        executor = self._executor
+        while self.node is not None and executor is not None and self.context_ok():
+            try:
+                executor.spin_once(timeout_sec=0.05)
+            except Exception:  # noqa: BLE001 - the context is shutting down
+                return
+
+    def context_ok(self) -> bool:
+        return self.node is not None and self.node.context.ok()
+
+    # --- sensors (the spinner thread) --------------------------------------------------------------------------
+    def _drop(self, stream: str, reason: str) -> None:
+        with self._lock:
+            self.dropped[stream] += 1
+            self.drop_reason[stream] = reason
+            self._dropped_at[stream] = time.monotonic()
+
+    def _stamp_in_future(self, header) -> bool:
+        stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
+        return stamp > 0 and stamp - self.node.get_clock().now().nanoseconds * 1e-9 > FUTURE_STAMP_TOLERANCE_S
+
+    def _on_joint_states(self, msg: JointState) -> None:
+        arrival = time.monotonic()
+        names, position, velocity = msg.name, msg.position, msg.velocity
+        if len(position) != len(names) or len(velocity) != len(names):
+            self._drop("joint_states", f"{len(names)} names but {len(position)} positions and {len(velocity)} velocities")
+            return
+        if self._stamp_in_future(msg.header):
+            self._drop("joint_states", "stamp in the future")
+            return
+        slot = {name: k for k, name in enumerate(names)}
+        missing = [j for j in self.profile.joints if j not in slot]
+        if missing:
+            self._drop("joint_states", f"missing profile joint(s) {', '.join(missing)}")
+            return
+        order = [slot[j] for j in self.profile.joints]
+        q, qd = np.asarray(position)[order], np.asarray(velocity)[order]
+        if not (np.all(np.isfinite(q)) and np.all(np.isfinite(qd))):
+            self._drop("joint_states", "non-finite position or velocity")
+            return
+        with self._lock:
+            self._sample.joint_position[:] = q
+            self._sample.joint_velocity[:] = qd
+            self._joints_at = arrival
+
+    def _on_imu(self, msg: Imu) -> None:
+        arrival = time.monotonic()
+        o, w = msg.orientation, msg.angular_velocity
+        quaternion = np.array([o.x, o.y, o.z, o.w])
+        rates = np.array([w.x, w.y, w.z])
+        if not (np.all(np.isfinite(quaternion)) and np.all(np.isfinite(rates))):
+            self._drop("imu", "non-finite orientation or angular velocity")
+            return
+        norm = float(np.linalg.norm(quaternion))
+        if abs(norm - 1.0) > 0.01:
+            self._drop("imu", f"orientation is not a unit quaternion (norm {norm:.3f})")
+            return
+        if self._stamp_in_future(msg.header):
+            self._drop("imu", "stamp in the future")
+            return
+        a = msg.linear_acceleration  # this robot's accelerometer is off: zeros are passed on as measured
+        with self._lock:
+            self._sample.orientation[:] = quaternion / norm
+            self._sample.angular_velocity[:] = rates
+            self._sample.linear_acceleration[:] = (a.x, a.y, a.z)
+            self._imu_at = arrival
+
+    # --- backend interface -------------------------------------------------------------------------------------
+    def latest_sample(self, now: float) -> SensorSample | None:
+        with self._lock:
+            if self._joints_at == -math.inf or self._imu_at == -math.inf:
+                return None
+            s, out = self._sample, self._out
+            out.stamp = min(self._joints_at, self._imu_at)  # the older stream decides how stale the sample is
+            out.joint_position[:] = s.joint_position
+            out.joint_velocity[:] = s.joint_velocity
+            out.orientation[:] = s.orientation
+            out.angular_velocity[:] = s.angular_velocity
+            out.linear_acceleration[:] = s.linear_acceleration
+            return out
+
+    def write(self, command: JointCommand, now: float) -> None:
+        if self.node is None:
+            raise BackendError("ros2_control backend is not open")
+        for role, values in (("position", command.position), ("kp", command.kp), ("kd", command.kd)):
+            message = self._messages[role]
+            message.data = values[self._orders[role]].tolist()
+            self._publishers[role].publish(message)
+
+    def problem(self) -> str:
+        """A stream whose newest message was dropped: its reason (a fault is not cleared on bad data)."""
+        with self._lock:
+            valid = {"joint_states": self._joints_at, "imu": self._imu_at}
+            reasons = [f"{stream}: {self.drop_reason[stream]}" for stream in valid if self._dropped_at[stream] > valid[stream]]
+        return "; ".join(reasons)
+
+    def diagnostics(self) -> dict[str, str]:
+        with self._lock:
+            return {
+                "ros2_control joint_states dropped": f"{self.dropped['joint_states']} ({self.drop_reason['joint_states'] or 'none'})",
+                "ros2_control imu dropped": f"{self.dropped['imu']} ({self.drop_reason['imu'] or 'none'})",
+                "ros2_control controllers": ", ".join(self.controllers.values()),
+            }
+
+    def close(self) -> None:
+        if self.node is None:
+            return
+        sample = self.latest_sample(time.monotonic())
+        damping = JointCommand(self.profile.num_joints)
+        damping.position[:] = sample.joint_position if sample is not None else self.profile.default_pose
+        damping.kd[:] = self.damping_kd
+        try:
+            self.write(damping, time.monotonic())
+            for publisher in self._publishers.values():  # the forward controllers hold the last command forever
+                publisher.wait_for_all_acked(Duration(seconds=1.0))
+        except Exception:  # noqa: BLE001 - a context already shut down: nothing more can be sent
+            pass
+        self._shutdown_node()
+
+    def _shutdown_node(self) -> None:
+        node, executor, spinner = self.node, self._executor, self._spinner
+        self.node = None
+        if spinner is not None:
+            spinner.join(timeout=1.0)
+        if executor is not None:
+            executor.remove_node(node)
+            executor.shutdown(timeout_sec=0.5)
+        if node is not None:
+            node.destroy_node()
+        self._executor = self._spinner = None

@@ -1,0 +1,280 @@
+"""Test stand-in for ros2_control on a Pupper v3 (controller_manager and its controllers are not installable here).
+
+It puts the project's simulated robot (MuJoCo, as under the robot's own ``sim:=True``; physics and PD at 500 Hz, the
+commanded kp and kd applied per joint and clamped as the robot's hardware interface clamps them) behind exactly the
+interfaces the robot's stack offers. MuJoCo runs this robot about ten times faster than PyBullet with its rotors, so the
+stand-in keeps real time on a busy machine: a simulation that fell behind the wall clock would see the daemon's 50 Hz
+as a faster policy and the robot walk faster than commanded.
+- joint_state_broadcaster: ``/joint_states`` at 260 Hz, joints in an order other than the policy's;
+- imu_sensor_broadcaster: ``/imu_sensor_broadcaster/imu`` at 260 Hz, holding 100 Hz samples (the BNO086's rate), in
+  base_link, linear acceleration zero (the robot's accelerometer is off);
+- three forward_command_controller nodes, ``forward_position_controller``, ``forward_kp_controller`` and
+  ``forward_kd_controller``, each with a ``joints`` parameter in yet another order, taking
+  ``std_msgs/Float64MultiArray`` on ``/<name>/commands``. Like the real stack it has no command watchdog.
+
+In-process (``Ros2ControlStandIn(profile).start()``), or as a process of its own, as ros2_control runs on the robot
+(``python -m tests.ros2_control_standin``; ``StandInProcess`` in the tests): then it also publishes the robot's true
+body velocity on ``/standin/odom`` (a test-only topic), prints ``ready`` once it broadcasts, and goes silent when
+``silent`` is written to its standard input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import rclpy
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from nav_msgs.msg import Odometry
+from sensor_msgs.msg import Imu, JointState
+from std_msgs.msg import Float64MultiArray
+
+from pupper_ros.sim import make_simulation
+
+PHYSICS_HZ = 500.0
+BROADCAST_HZ = 260.0
+IMU_SAMPLE_HZ = 100.0
+HARDWARE_KP_MAX, HARDWARE_KD_MAX = 10.0, 1.0  # the hardware interface's clamps
+
+
+def other_order(joints, seed: int) -> list[str]:
+    order = list(joints)
+    rng = np.random.default_rng(seed)
+    while order == list(joints):
+        rng.shuffle(order)
+    return order
+
+
+class ForwardController:
+    """One forward_command_controller; ``joints`` is its parameter's value (a test may give it the wrong type)."""
+
+    def __init__(self, context, name: str, joints, profile_index: dict):
+        self.name = name
+        self.node = rclpy.create_node(name, context=context, parameter_overrides=[Parameter("joints", value=joints)],
+                                      automatically_declare_parameters_from_overrides=True)
+        names = isinstance(joints, list) and all(isinstance(j, str) for j in joints)
+        self.joints = list(joints) if names else []
+        self.slots = np.array([profile_index[j] for j in self.joints if j in profile_index], dtype=int)
+        self.values: np.ndarray | None = None
+        self.received = 0
+        self.lock = threading.Lock()
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.node.create_subscription(Float64MultiArray, f"/{name}/commands", self._on_commands, reliable)
+
+    def _on_commands(self, msg: Float64MultiArray) -> None:
+        if len(msg.data) != len(self.joints):  # forward_command_controller ignores a message of the wrong size
+            return
+        with self.lock:
+            self.values = np.asarray(msg.data, dtype=np.float64)
+            self.received += 1
+
+
+class Ros2ControlStandIn:
+    """The simulated robot behind the ros2_control interfaces; ``start`` it, ``stop`` it, ``go_silent`` to stop the
+    broadcasters, ``ground_truth`` for what really happened."""
+
+    def __init__(self, profile, *, context=None, joints_override: dict | None = None):
+        self.profile = profile
+        self.context = context or rclpy.Context()
+        self._own_context = context is None
+        if self._own_context:
+            rclpy.init(context=self.context)
+        index = {j: i for i, j in enumerate(profile.joints)}
+        self.broadcast_order = other_order(profile.joints, 1)
+        self._from_profile = np.array([index[j] for j in self.broadcast_order])
+        names = {"position": "forward_position_controller", "kp": "forward_kp_controller", "kd": "forward_kd_controller"}
+        self.controllers = {}
+        for seed, (role, name) in enumerate(names.items(), start=2):
+            joints = (joints_override or {}).get(name, other_order(profile.joints, seed))
+            self.controllers[role] = ForwardController(self.context, name, joints, index)
+        self.broadcaster = rclpy.create_node("joint_state_broadcaster", context=self.context)
+        self.joint_pub = self.broadcaster.create_publisher(JointState, "/joint_states", 10)
+        self.imu_node = rclpy.create_node("imu_sensor_broadcaster", context=self.context)
+        self.imu_pub = self.imu_node.create_publisher(Imu, "/imu_sensor_broadcaster/imu", 10)
+        self.sim = make_simulation(profile, "mujoco", physics_dt=1.0 / PHYSICS_HZ)
+        self.sim.reset(base_height=profile.standing_height)
+        self.sim.set_targets(profile.default_pose, kp=0.0, kd=0.1)
+        self.sim.step(int(PHYSICS_HZ * 0.5))  # settles limp, as the robot waits after homing for a controller
+        self.physics_steps = 0
+        self.lock = threading.Lock()
+        self.silent = False
+        self.published = 0
+        self._stop = threading.Event()
+        self._executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        for node in [c.node for c in self.controllers.values()] + [self.broadcaster, self.imu_node]:
+            self._executor.add_node(node)
+        self._threads = [threading.Thread(target=self._spin, daemon=True), threading.Thread(target=self._run, daemon=True)]
+
+    def start(self) -> "Ros2ControlStandIn":
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def go_silent(self) -> None:
+        self.silent = True
+
+    def ground_truth(self):
+        with self.lock:
+            return self.sim.state()
+
+    def last_command(self, role: str) -> np.ndarray | None:
+        """The newest values a controller received, in the profile's joint order."""
+        controller = self.controllers[role]
+        with controller.lock:
+            if controller.values is None:
+                return None
+            out = np.full(self.profile.num_joints, np.nan)
+            out[controller.slots] = controller.values[: len(controller.slots)]
+            return out
+
+    def _spin(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._executor.spin_once(timeout_sec=0.05)
+            except Exception:  # noqa: BLE001 - the context is shutting down
+                return
+
+    def _apply_commands(self) -> None:
+        position, kp, kd = (self.last_command(role) for role in ("position", "kp", "kd"))
+        if position is None or kp is None or kd is None:
+            return
+        targets = np.where(np.isfinite(position), position, self.sim.targets)
+        self.sim.set_targets(targets, kp=np.clip(np.nan_to_num(kp), 0.0, HARDWARE_KP_MAX),
+                             kd=np.clip(np.nan_to_num(kd), 0.0, HARDWARE_KD_MAX))
+
+    def _run(self) -> None:
+        """Physics on the wall clock: every step that is due is taken (a late wake-up catches up, as physical time
+        would), and the broadcasters publish at their own rates from the newest state."""
+        dt = 1.0 / PHYSICS_HZ
+        started = time.monotonic()
+        next_broadcast = next_imu_sample = started
+        imu = None
+        while not self._stop.is_set():
+            due = int((time.monotonic() - started) / dt)
+            with self.lock:
+                while self.physics_steps < due:
+                    self._apply_commands()
+                    self.sim.step(1)
+                    self.physics_steps += 1
+                now = time.monotonic()
+                if now >= next_imu_sample or imu is None:
+                    state = self.sim.state()
+                    imu = (state.base_orientation.copy(), state.base_angular_velocity.copy())
+                    next_imu_sample = max(next_imu_sample + 1.0 / IMU_SAMPLE_HZ, now - 1.0 / IMU_SAMPLE_HZ)
+                broadcast = now >= next_broadcast
+                if broadcast:
+                    q, qd = self.sim.joint_states()
+                    torque = self.sim.torque.copy()
+                    next_broadcast = max(next_broadcast + 1.0 / BROADCAST_HZ, now - 1.0 / BROADCAST_HZ)
+            if broadcast and not self.silent:
+                self._broadcast(q, qd, torque, imu)
+            time.sleep(max(0.0, started + (self.physics_steps + 1) * dt - time.monotonic()))
+
+    def _broadcast(self, q, qd, torque, imu) -> None:
+        stamp = self.broadcaster.get_clock().now().to_msg()
+        joints = JointState()
+        joints.header.stamp = stamp
+        joints.name = self.broadcast_order
+        joints.position = q[self._from_profile].tolist()
+        joints.velocity = qd[self._from_profile].tolist()
+        joints.effort = torque[self._from_profile].tolist()
+        self.joint_pub.publish(joints)
+        msg = Imu()
+        msg.header.stamp = stamp
+        msg.header.frame_id = "base_link"
+        orientation, rates = imu
+        msg.orientation.x, msg.orientation.y, msg.orientation.z, msg.orientation.w = orientation.tolist()
+        msg.angular_velocity.x, msg.angular_velocity.y, msg.angular_velocity.z = rates.tolist()
+        self.imu_pub.publish(msg)
+        self.published += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout=2.0)
+        self._executor.shutdown(timeout_sec=1.0)
+        for node in [c.node for c in self.controllers.values()] + [self.broadcaster, self.imu_node]:
+            node.destroy_node()
+        self.sim.close()
+        if self._own_context:
+            rclpy.shutdown(context=self.context)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pupper_ros.robot_profile import load_robot_profile
+
+    parser = argparse.ArgumentParser(prog="python -m tests.ros2_control_standin", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--joints-override", default="{}", help="JSON: controller name -> its 'joints' parameter value")
+    args = parser.parse_args(argv)
+    try:  # controller_manager runs at real-time priority on the robot; here a higher scheduling priority stands in
+        os.nice(-10)
+    except PermissionError:
+        pass
+    robot = Ros2ControlStandIn(load_robot_profile(), joints_override=json.loads(args.joints_override)).start()
+    odom_node = rclpy.create_node("standin_ground_truth", context=robot.context)
+    odom_pub = odom_node.create_publisher(Odometry, "/standin/odom", 10)
+
+    def publish_truth():
+        state = robot.ground_truth()
+        odom = Odometry()
+        odom.header.stamp = odom_node.get_clock().now().to_msg()
+        odom.twist.twist.linear.x, odom.twist.twist.linear.y, odom.twist.twist.linear.z = state.base_linear_velocity.tolist()
+        odom_pub.publish(odom)
+
+    odom_node.create_timer(0.02, publish_truth)
+    robot._executor.add_node(odom_node)
+    while robot.published == 0:
+        time.sleep(0.01)
+    print("ready", flush=True)
+    try:
+        for line in sys.stdin:
+            if line.strip() == "silent":
+                robot.go_silent()
+    except KeyboardInterrupt:
+        pass
+    robot.stop()
+    return 0
+
+
+class StandInProcess:
+    """The stand-in in a process of its own: ``with StandInProcess() as standin: ...``."""
+
+    def __init__(self, joints_override: dict | None = None):
+        self.args = [sys.executable, "-m", "tests.ros2_control_standin", "--joints-override", json.dumps(joints_override or {})]
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> "StandInProcess":
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        self.proc = subprocess.Popen(self.args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=root)
+        line = self.proc.stdout.readline()
+        if line.strip() != "ready":
+            self.__exit__()
+            raise RuntimeError(f"the ros2_control stand-in did not start: {line!r}")
+        return self
+
+    def go_silent(self) -> None:
+        self.proc.stdin.write("silent\n")
+        self.proc.stdin.flush()
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
