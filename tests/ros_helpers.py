@@ -122,3 +122,18 @@ def stop_process(proc, sig) -> int:
         proc.kill()
         proc.wait()
         raise AssertionError(f"still running {SHUTDOWN_DEADLINE_S} s after signal {sig}") from None
+
+
+# How long to wait for something that should happen at once. Passing tests never wait this long; a busy machine
+# only makes them wait longer, never fail.
+EVENTUALLY_S = 10.0
+
+
+def wait_until(condition, timeout: float = EVENTUALLY_S) -> bool:
+    """Poll ``condition`` (no ROS spinning) until it holds or ``timeout`` s pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()

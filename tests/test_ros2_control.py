@@ -20,9 +20,8 @@ from pupper_ros.backends import BackendError
 from pupper_ros.backends.ros2_control_backend import Ros2ControlBackend
 from tests import ros2_control_standin
 from tests.ros2_control_standin import Ros2ControlStandIn, StandInProcess
-from tests.ros_helpers import RosHarness, WalkClient, stop_process
+from tests.ros_helpers import EVENTUALLY_S, RosHarness, WalkClient, stop_process
 
-EVENTUALLY_S = 10.0
 
 
 # The robot's stack runs on a computer of its own at real-time priority; here the stand-in, the daemon and the test
@@ -42,14 +41,6 @@ def stop_and_read(proc) -> str:
         proc.send_signal(signal.SIGTERM)
     return proc.communicate(timeout=30)[0]
 
-
-def wait_until(condition, timeout: float = EVENTUALLY_S) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 @pytest.fixture

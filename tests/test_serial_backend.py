@@ -14,23 +14,12 @@ from pupper_ros.backends import BackendError
 from pupper_ros.backends.serial_backend import SerialBackend
 from pupper_ros.sim.firmware_emulator import FirmwareEmulator
 from tests.policies import standing_network, write_policy
-from tests.ros_helpers import RosHarness, WalkClient, assert_walks_forward
+from tests.ros_helpers import EVENTUALLY_S, RosHarness, WalkClient, assert_walks_forward, wait_until
 from tests.shipped import forward_speed_0_3
 
 MAX_JOINT_SPEED = 30.0  # the profile's velocity limit: the node's default per-tick limit
 TICK = 0.02
-# How long to wait for something that should happen at once. Passing tests never wait this long; a busy machine
-# only makes them wait longer, never fail.
-EVENTUALLY_S = 10.0
 
-
-def wait_until(condition, timeout: float = EVENTUALLY_S) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 def has_sample(backend) -> bool:
