@@ -5,6 +5,7 @@ Every other part of the project takes these values from a ``RobotProfile``; a se
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ class ActuatorModel:
     armature: float = 0.0
     damping: float = 0.0
     friction: float = 0.0
+    gear_ratio: float = 10.0  # the motor's gearbox; PyBullet's rotor bodies spin this much faster than the joint
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,15 @@ _REQUIRED = (
     "gains", "gain_limits", "torque_limit", "velocity_limit", "command_ranges", "standing_height", "tilt_limit",
 )
 _OPTIONAL = ("actuator", "simulation", "serial")
+
+
+def _actuator(section: dict, positive) -> ActuatorModel:
+    unknown = set(section) - {f.name for f in dataclasses.fields(ActuatorModel)}
+    if unknown:
+        raise ProfileError(f"actuator: unknown key(s) {', '.join(sorted(unknown))}")
+    model = ActuatorModel(**section)
+    positive("actuator.gear_ratio", model.gear_ratio)
+    return model
 
 
 def load_robot_profile(robot_or_path: str | Path = resources.DEFAULT_ROBOT) -> RobotProfile:
@@ -161,7 +172,7 @@ def profile_from_dict(raw: dict, base_dir: Path, source: str = "profile") -> Rob
         command_high=high,
         standing_height=positive("standing_height", raw["standing_height"]),
         tilt_limit=positive("tilt_limit", raw["tilt_limit"]),
-        actuator=ActuatorModel(**raw.get("actuator", {})),
+        actuator=_actuator(raw.get("actuator", {}), positive),
         physics_dt=positive("simulation.physics_dt", raw.get("simulation", {}).get("physics_dt", 0.005)),
         extra={k: raw[k] for k in _OPTIONAL if k in raw and k not in ("actuator", "simulation")},
     )

@@ -51,6 +51,8 @@ def test_unknown_robot_names_the_shipped_ones():
         (lambda r: r.update(torque_limit=-1), r"'torque_limit' must be a positive number"),
         (lambda r: r["command_ranges"].update(vx=[0.5, -0.5]), r"command range"),
         (lambda r: r.update(urdf="nowhere.urdf"), r"urdf .*nowhere.urdf not found"),
+        (lambda r: r["actuator"].update(gear_ratio=0), r"'actuator.gear_ratio' must be a positive number"),
+        (lambda r: r["actuator"].update(gearing=10), r"actuator: unknown key\(s\) gearing"),
     ],
 )
 def test_bad_profile_is_refused(tmp_path, raw, mutate, message):

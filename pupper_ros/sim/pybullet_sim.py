@@ -3,7 +3,7 @@ base on a ground plane, PyBullet's own motors off and the shared PD applied as j
 
 The motors' reflected rotor inertia (armature) acts on the joint coordinate only, as on the real motor: each
 actuated joint gets a rotor, a small body on the joint's parent spinning about the joint axis, tied to the joint by
-a gear constraint of ratio ``GEAR_RATIO``; the rotor carries armature / ratio^2, so the joint feels the armature
+a gear constraint of the profile's ``actuator.gear_ratio``; the rotor carries armature / ratio^2, so the joint feels the armature
 while the robot's mass distribution stays the URDF's. PyBullet has no joint armature parameter.
 ``armature_model="link"`` is the former shortcut (the armature added to each actuated link's inertia tensor),
 kept so that what it changes can be measured (tests/test_sim_engines.py, the README).
@@ -24,7 +24,6 @@ from pupper_ros.sim import urdf
 from pupper_ros.rotations import rotation_matrix
 from pupper_ros.sim.simulation import GRAVITY, NOMINAL_GROUND_FRICTION, Simulation
 
-GEAR_RATIO = 10.0  # the Pupper v3 motor's planetary gear; the rotor inertia is armature / GEAR_RATIO^2
 ARMATURE_MODELS = ("rotor", "link")
 SOLVER_ITERATIONS = 50  # PyBullet's default; fewer run faster but break the left-right symmetry of the physics (README)
 
@@ -78,7 +77,7 @@ class PyBulletSimulation(Simulation):
         root = urdf.parse(profile.urdf_path)
         merged = urdf.merge_fixed_links(root)  # feet and IMU into their links (see pupper_ros/sim/urdf.py)
         if rotors:
-            urdf.add_rotors(root, armature, GEAR_RATIO)
+            urdf.add_rotors(root, armature, profile.actuator.gear_ratio)
         else:
             urdf.add_armature_to_links(root, armature)
         urdf.principal_inertials(root)
@@ -121,11 +120,11 @@ class PyBulletSimulation(Simulation):
         for rotor in self.rotor_ids:  # a free rotor: no default motor, no damping of its own
             c.setJointMotorControl2(self.robot, rotor, pybullet.VELOCITY_CONTROL, force=0.0)
             c.changeDynamics(self.robot, rotor, linearDamping=0.0, angularDamping=0.0, jointDamping=0.0,
-                             maxJointVelocity=10 * GEAR_RATIO * profile.velocity_limit)  # Bullet caps at 100 rad/s
+                             maxJointVelocity=10 * profile.actuator.gear_ratio * profile.velocity_limit)  # Bullet caps at 100 rad/s
         for joint, rotor in zip(self.joint_ids, self.rotor_ids):
             # Gear constraint: rotor speed = -ratio x joint speed (the sign is PyBullet's convention).
             gear = c.createConstraint(self.robot, joint, self.robot, rotor, pybullet.JOINT_GEAR, [0, 0, 1], [0, 0, 0], [0, 0, 0])
-            c.changeConstraint(gear, gearRatio=1.0 / GEAR_RATIO, maxForce=1e4, erp=0.0)
+            c.changeConstraint(gear, gearRatio=1.0 / profile.actuator.gear_ratio, maxForce=1e4, erp=0.0)
         self._set_friction_motors()
         for j in self.joint_ids:
             c.changeDynamics(self.robot, j, linearDamping=0.0, angularDamping=0.0, jointDamping=profile.actuator.damping)
