@@ -27,6 +27,7 @@ def generate_launch_description():
         DeclareLaunchArgument("policy", default_value="", description="ONNX policy file (empty: the shipped policy)"),
         DeclareLaunchArgument("port", default_value="/dev/ttyACM0", description="serial device of the motor controller"),
         DeclareLaunchArgument("engine", default_value="pybullet", description="sim backend: pybullet or mujoco"),
+        DeclareLaunchArgument("record_log", default_value="", description="flight recorder: MCAP file (empty: off)"),
         DeclareLaunchArgument("gui", default_value="false", description="sim backend: open a PyBullet window"),
     ]
     node = LifecycleNode(
@@ -44,6 +45,7 @@ def generate_launch_description():
                 "policy": LaunchConfiguration("policy"),
                 "serial_port": LaunchConfiguration("port"),
                 "sim_engine": LaunchConfiguration("engine"),
+                "record_log": LaunchConfiguration("record_log"),
                 "sim_gui": ParameterValue(LaunchConfiguration("gui"), value_type=bool),
             },
         ],

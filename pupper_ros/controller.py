@@ -40,6 +40,8 @@ class Controller:
         self._policy_was_needed = False
         self.last_inference_s = 0.0
         self.ran_policy = False  # whether the last tick ran the policy
+        self.last_observation: np.ndarray | None = None  # the policy's last input and raw output (the recorder's)
+        self.last_raw_action: np.ndarray | None = None
         self.lock = threading.Lock()  # guards the supervisor between the loop thread and ROS callbacks
 
     def tick(self, now: float) -> JointCommand:
@@ -99,6 +101,7 @@ class Controller:
         started = time.perf_counter()
         action = self.policy(observation)
         self.last_inference_s = time.perf_counter() - started
+        self.last_observation, self.last_raw_action = observation, action
         if not all_finite(action):
             self.policy_target[:] = np.nan  # the supervisor faults on it
             return

@@ -99,6 +99,7 @@ class WalkNode(LifecycleNode):
             self.declare_parameter(p.name, p.default, descriptor)
 
         self.controller: Controller | None = None
+        self.recorder = None  # FlightRecorder when parameter record_log names a file
         self.loop: ControlLoop | None = None
         self.telemetry: Telemetry | None = None
         self.configure_error = ""
@@ -195,7 +196,8 @@ class WalkNode(LifecycleNode):
         self.backend = backend
         self.controller = Controller(profile, policy, supervisor, backend, int(round(ratio)))
         self.telemetry = Telemetry(profile.num_joints)
-        self.loop = ControlLoop(self.controller, period, lockstep=backend.lockstep, on_tick=self.telemetry.capture)
+        self.recorder = self._open_recorder(backend_name)
+        self.loop = ControlLoop(self.controller, period, lockstep=backend.lockstep, on_tick=self._on_tick)
 
         self._joint_names = list(profile.joints)
         sensor = qos_profile_sensor_data
@@ -215,6 +217,23 @@ class WalkNode(LifecycleNode):
             self.create_timer(1.0 / self._param("publish_rate"), self._publish_telemetry),
             self.create_timer(1.0, self._publish_diagnostics),
         ]
+
+    def _open_recorder(self, backend_name: str):
+        path = self._param("record_log")
+        if not path:
+            return None
+        from pupper_ros.flight_recorder import FlightRecorder, RecorderError
+
+        parameters = {p.name: self._param(p.name) for p in PARAMETERS}
+        try:
+            return FlightRecorder(path, self.profile, self.policy, parameters, backend_name)
+        except RecorderError as exc:
+            raise ConfigurationError(f"parameter 'record_log': {exc}") from exc
+
+    def _on_tick(self, now: float, controller: Controller) -> None:
+        self.telemetry.capture(now, controller)
+        if self.recorder is not None:
+            self.recorder.record_tick(now, controller)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         if self.controller is None:
@@ -252,7 +271,10 @@ class WalkNode(LifecycleNode):
         if self.loop is not None:
             self.loop.stop()
         try:
-            self.controller.tick(self.loop.now())
+            now = self.loop.now()
+            self.controller.tick(now)
+            if self.recorder is not None:
+                self.recorder.record_tick(now, self.controller)
         except Exception as exc:  # the link may already be gone; closing the backend damps it again
             self.get_logger().warning(f"final damping command failed: {exc}")
         self._publish_state(State.DAMPING.value)
@@ -261,6 +283,11 @@ class WalkNode(LifecycleNode):
         if self.controller is not None:
             self._stop_in_damping(SHUT_DOWN)
             self.controller.backend.close()
+        if getattr(self, "recorder", None) is not None:
+            self.recorder.close()
+            self.get_logger().info(f"flight log {self.recorder.path}: {self.recorder.written} records, "
+                                   f"{self.recorder.dropped} dropped")
+            self.recorder = None
         for timer in self._timers:
             self.destroy_timer(timer)
         for pub in self._publishers:
@@ -281,6 +308,9 @@ class WalkNode(LifecycleNode):
         if controller is None:
             return
         twist = msg.twist if isinstance(msg, TwistStamped) else msg
+        if self.recorder is not None:
+            self.recorder.record_cmd_vel(loop.now(), (twist.linear.x, twist.linear.y, twist.linear.z),
+                                         (twist.angular.x, twist.angular.y, twist.angular.z))
         if isinstance(msg, TwistStamped):
             stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
             age = self.get_clock().now().nanoseconds * 1e-9 - stamp
@@ -410,9 +440,17 @@ class WalkNode(LifecycleNode):
             "cmd_vel type": type_problem or f"ok ({self._cmd_type})",
         }
         values.update(controller.backend.diagnostics())
+        if self.recorder is not None:
+            values.update(self.recorder.status())
         status = DiagnosticStatus(level=level, name=f"{NODE_NAME}: control", message=message, hardware_id=self.profile.name,
                                   values=[KeyValue(key=k, value=v) for k, v in values.items()])
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
         array.status = [status]
         self.diagnostics_pub.publish(array)
+        if self.recorder is not None:
+            stamp = loop.now()
+            self.recorder.record_diagnostics(stamp, {
+                "header": {"stamp": {"sec": int(stamp), "nanosec": int((stamp % 1) * 1e9)}, "frame_id": ""},
+                "status": [{"level": level[0] if isinstance(level, bytes) else int(level), "name": status.name, "message": message, "hardware_id": self.profile.name,
+                            "values": [{"key": k, "value": v} for k, v in values.items()]}]})

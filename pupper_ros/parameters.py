@@ -47,6 +47,7 @@ PARAMETERS = (
     Param("kd_controller", "forward_kd_controller", "ros2_control backend: forward controller of joint kd"),
     Param("activate_controllers", False, "ros2_control backend: at configure, ask controller_manager to activate the "
           "three forward controllers and deactivate neural_controller (needs controller_manager_msgs)"),
+    Param("record_log", "", "flight recorder: MCAP file every control tick is written to (extra 'record'); empty = off"),
     Param("sim_engine", "pybullet", "sim backend: physics engine, 'pybullet' or 'mujoco' (extra 'mujoco')",
           choices=("pybullet", "mujoco")),
     Param("sim_gui", False, "sim backend: open a PyBullet window"),

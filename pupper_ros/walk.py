@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lockstep", action="store_true", default=None, help="simulate as fast as possible instead of in real time")
     parser.add_argument("--no-autostart", action="store_true", help="wait for lifecycle transitions (as under launch)")
     parser.add_argument("--demo", action="store_true", help="walk a built-in /cmd_vel script, print a summary, exit")
+    parser.add_argument("--record-log", metavar="FILE.mcap", help="flight recorder: write every control tick to an MCAP file (parameter record_log)")
     parser.add_argument("--record", type=Path, metavar="FILE", help="with the sim backend: write an animated GIF of the run")
     return parser
 
@@ -36,6 +37,7 @@ def _overrides(args):
 
     pairs = {"backend": args.backend, "robot": args.robot, "policy": args.policy, "serial_port": args.port,
              "control_rate": args.control_rate, "sim_gui": args.gui, "sim_engine": args.engine,
+             "record_log": args.record_log,
              "sim_realtime": (False if args.lockstep else None)}
     return [Parameter(name, value=value) for name, value in pairs.items() if value is not None]
 

@@ -55,7 +55,7 @@ def test_every_launch_argument_is_declared_and_every_parameter_it_sets_exists():
     tree = launch_tree()
     declared = {ast.literal_eval(c.args[0]) for c in calls(tree, "DeclareLaunchArgument")}
     used = {ast.literal_eval(c.args[0]) for c in calls(tree, "LaunchConfiguration")}
-    assert used <= declared and declared == {"backend", "policy", "port", "engine", "gui"}
+    assert used <= declared and declared == {"backend", "policy", "port", "engine", "gui", "record_log"}
     (node,) = calls(tree, "LifecycleNode")
     params = next(k.value for k in node.keywords if k.arg == "parameters")
     overrides = next(e for e in params.elts if isinstance(e, ast.Dict))

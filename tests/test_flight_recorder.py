@@ -1,0 +1,142 @@
+"""The flight recorder: the real daemon writes every control tick to an MCAP file that a standard reader reads back."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import types
+
+import numpy as np
+import pytest
+from mcap.reader import make_reader
+from mcap_ros2.reader import read_ros2_messages
+
+from pupper_ros import resources
+from pupper_ros.contract import CURRENT_CONTRACT
+from pupper_ros.flight_recorder import (ACTION, HEADER_TOPIC, IMU, JOINT_COMMANDS, JOINT_STATES, OBSERVATION, STATE,
+                                        FlightRecorder, file_digest)
+from pupper_ros.policy import load_policy
+from pupper_ros.safety import JointCommand, SensorSample, State
+from tests.ros_helpers import RosHarness, WalkClient, stop_process
+
+WALK = [sys.executable, "-m", "pupper_ros.walk"]
+
+
+def read_log(path):
+    messages = {}
+    for m in read_ros2_messages(str(path)):
+        messages.setdefault(m.channel.topic, []).append(m)
+    return messages
+
+
+def test_a_demo_run_records_every_tick_and_the_policy_reproduces_its_logged_actions(tmp_path, profile):
+    log = tmp_path / "run.mcap"
+    result = subprocess.run(WALK + ["--demo", "--lockstep", "--record-log", str(log)], capture_output=True, text=True,
+                            timeout=600, env=os.environ.copy())
+    assert result.returncode == 0, result.stderr[-2000:]
+    messages = read_log(log)
+
+    header = json.loads(messages[HEADER_TOPIC][0].ros_msg.data)
+    shipped = resources.default_policy_path(profile.name)
+    assert header["policy"]["sha256"] == file_digest(shipped)
+    assert header["robot"] == profile.name and header["backend"] == "sim"
+    assert header["parameters"]["record_log"] == str(log)
+
+    ticks = int(result.stdout.split("loop: ")[1].split()[0])  # counted when the demo printed its summary
+    commands = messages[JOINT_COMMANDS]
+    assert len(commands) >= ticks + 1  # the loop's ticks, then the damping command sent after the loop stops
+    assert len(messages[JOINT_STATES]) == len(messages[IMU]) == len(commands)
+    # Lock-step ticks are one control period apart on the simulated clock: none is missing from the log.
+    times = np.array([m.log_time_ns for m in commands[:-1]])
+    assert np.all(np.abs(np.diff(times) - 20_000_000) <= 1_000), np.unique(np.diff(times))
+    assert commands[-1].log_time_ns >= times[-1]
+    assert messages[JOINT_STATES][0].ros_msg.name == list(profile.joints)
+    assert [m.ros_msg.data for m in messages[STATE]][-1] == "DAMPING"
+    assert list(commands[-1].ros_msg.velocity) == [0.0] * profile.num_joints  # kp 0: damping
+
+    observations, actions = messages[OBSERVATION], messages[ACTION]
+    assert len(observations) == len(actions) > 0
+    labels = [d.label for d in observations[0].ros_msg.layout.dim]
+    assert labels == [t.name for t in CURRENT_CONTRACT.terms]
+    assert [d.label for d in actions[0].ros_msg.layout.dim] == list(profile.joints)
+    policy = load_policy(shipped, profile)
+    worst = 0.0
+    for observation, action in zip(observations, actions):
+        replayed = policy(np.asarray(observation.ros_msg.data, dtype=np.float32))
+        worst = max(worst, float(np.max(np.abs(replayed - np.asarray(action.ros_msg.data, dtype=np.float32)))))
+    assert worst == 0.0
+
+
+class _StuckDisk:
+    """Holds the writer thread inside its first write until released, as a disk that stops answering."""
+
+    def __init__(self, recorder):
+        self.release = threading.Event()
+        self.entered = threading.Event()
+        convert = recorder._convert
+
+        def slow(record):
+            self.entered.set()
+            self.release.wait()
+            convert(record)
+
+        recorder._convert = slow
+
+
+def test_a_full_queue_drops_and_counts_records_while_every_tick_returns(tmp_path, profile):
+    policy = load_policy(resources.default_policy_path(profile.name), profile)
+    recorder = FlightRecorder(tmp_path / "full.mcap", profile, policy, {}, "sim", queue_size=10)
+    disk = _StuckDisk(recorder)
+    n = profile.num_joints
+    controller = types.SimpleNamespace(
+        sample=SensorSample(0.0, profile.default_pose.copy(), np.zeros(n), np.array([0.0, 0.0, 0.0, 1.0]), np.zeros(3)),
+        command=JointCommand(n), ran_policy=False, last_observation=None, last_raw_action=None, state=State.STANDING_UP)
+    recorder.record_tick(0.0, controller)  # 3 records: sample, command, state
+    assert disk.entered.wait(10)
+    for tick in range(1, 101):  # 2 records a tick; the queue holds 10
+        recorder.record_tick(tick * 0.02, controller)
+    # The writer holds the first record; the rest of the first tick plus 5 ticks fill the queue.
+    assert recorder.dropped == 3 + 2 * 100 - 1 - 10
+    disk.release.set()
+    recorder.close()
+    assert recorder.error == ""
+    messages = read_log(tmp_path / "full.mcap")
+    assert len(messages[JOINT_COMMANDS]) == 1 + 4
+
+
+@pytest.fixture
+def ros():
+    harness = RosHarness()
+    yield harness
+    harness.close()
+
+
+def test_sigterm_mid_run_leaves_a_complete_file_ending_in_damping(ros, tmp_path, profile):
+    log = tmp_path / "walk.mcap"
+    proc = subprocess.Popen(WALK + ["--backend", "sim", "--record-log", str(log)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    try:
+        watch = WalkClient(ros)
+        assert ros.spin_until(lambda: watch.state == "WALKING", timeout=30), (watch.states, proc.poll())
+        assert stop_process(proc, signal.SIGTERM) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    with open(log, "rb") as f:
+        summary = make_reader(f).get_summary()  # a finished file has a summary section with its statistics
+    assert summary is not None and summary.statistics.message_count > 0
+    messages = read_log(log)
+    assert [m.ros_msg.data for m in messages[STATE]][-2:] == ["WALKING", "DAMPING"]
+    assert list(messages[JOINT_COMMANDS][-1].ros_msg.velocity) == [0.0] * profile.num_joints
+
+
+def test_an_unwritable_log_path_fails_configure_naming_the_parameter(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = subprocess.run(WALK + ["--demo", "--lockstep", "--record-log", str(blocker / "run.mcap")],
+                            capture_output=True, text=True, timeout=300, env=os.environ.copy())
+    assert result.returncode != 0
+    assert "record_log" in result.stderr + result.stdout and str(blocker / "run.mcap") in result.stderr + result.stdout
