@@ -140,3 +140,23 @@ def test_an_unwritable_log_path_fails_configure_naming_the_parameter(tmp_path):
                             capture_output=True, text=True, timeout=300, env=os.environ.copy())
     assert result.returncode != 0
     assert "record_log" in result.stderr + result.stdout and str(blocker / "run.mcap") in result.stderr + result.stdout
+
+
+def test_a_disk_error_stops_recording_not_the_caller_and_close_still_returns(tmp_path, profile):
+    policy = load_policy(resources.default_policy_path(profile.name), profile)
+    recorder = FlightRecorder(tmp_path / "broken.mcap", profile, policy, {}, "sim", queue_size=4)
+
+    def failing(record):
+        raise OSError("No space left on device")
+
+    recorder._convert = failing
+    n = profile.num_joints
+    controller = types.SimpleNamespace(
+        sample=None, command=JointCommand(n), ran_policy=False, last_observation=None, last_raw_action=None,
+        state=State.DAMPING)
+    for tick in range(50):
+        recorder.record_tick(tick * 0.02, controller)
+    recorder.close()  # returns although the writer is gone and the queue may be full
+    assert "No space left on device" in recorder.error
+    assert recorder.written == 1 and recorder.dropped > 0  # only the header got out
+    assert read_log(tmp_path / "broken.mcap")[HEADER_TOPIC]
