@@ -2,7 +2,7 @@
 
 The control thread only copies the tick's numbers into a tuple and puts it on a bounded queue (``record_tick``);
 a writer thread turns records into ROS messages and writes them. When the queue is full the record is dropped and
-counted (``dropped``), never the tick. ``close`` drains the queue and finishes the file (summary and index), so a
+counted (``dropped``), never the tick (a lock-step simulation, with no clock to keep, waits instead). ``close`` drains the queue and finishes the file (summary and index), so a
 stopped run leaves a complete file; a run cut by SIGKILL leaves every chunk written before it readable.
 
 Channels (all stamped with the control tick's time):
@@ -137,7 +137,7 @@ def profile_summary(profile) -> dict:
 
 class FlightRecorder:
     def __init__(self, path: str | Path, profile, policy, parameters: dict, backend: str,
-                 queue_size: int = QUEUE_SIZE):
+                 queue_size: int = QUEUE_SIZE, wait_when_full: bool = False):
         try:
             from mcap_ros2.writer import Writer
         except ImportError as exc:
@@ -165,6 +165,9 @@ class FlightRecorder:
             "backend": backend,
         }
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        # Lock-step simulation has no wall clock to keep, so there a full queue makes the tick wait and the log is
+        # complete; on a real-time loop a full queue drops the record instead.
+        self._wait_when_full = wait_when_full
         self.dropped = 0
         self.written = 0
         self.error = ""
@@ -177,7 +180,10 @@ class FlightRecorder:
     # --- called from the control thread and ROS callbacks: copy, enqueue, never wait --------------------------
     def _put(self, record: tuple) -> None:
         try:
-            self._queue.put_nowait(record)
+            if self._wait_when_full and self._thread.is_alive():
+                self._queue.put(record, timeout=10.0)
+            else:
+                self._queue.put_nowait(record)
         except queue.Full:
             self.dropped += 1
 

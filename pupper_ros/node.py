@@ -226,7 +226,8 @@ class WalkNode(LifecycleNode):
 
         parameters = {p.name: self._param(p.name) for p in PARAMETERS}
         try:
-            return FlightRecorder(path, self.profile, self.policy, parameters, backend_name)
+            return FlightRecorder(path, self.profile, self.policy, parameters, backend_name,
+                                  wait_when_full=self.backend.lockstep)
         except RecorderError as exc:
             raise ConfigurationError(f"parameter 'record_log': {exc}") from exc
 
