@@ -22,6 +22,7 @@ ROS message packages (``share/<package>/msg/*.msg``), which every ROS install an
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -31,8 +32,10 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 
-NODE_NAME = "pupper_walk"
+from pupper_ros.parameters import NODE_NAME
+
 HEADER_TOPIC = "/pupper_ros/header"
 QUEUE_SIZE = 8192  # records: about 16 s of ticks at 500 Hz
 CHUNK_SIZE = 256 * 1024  # bytes; after SIGKILL the file is readable up to its last complete chunk
@@ -128,11 +131,8 @@ def observation_labels(contract) -> list[tuple[str, int]]:
     return labels
 
 
-def profile_summary(profile) -> dict:
-    """The profile's control constants, as the header records them (the URDF is named, not copied)."""
-    return {"name": profile.name, "joints": list(profile.joints), "default_pose": profile.default_pose.tolist(),
-            "kp": float(profile.kp), "kd": float(profile.kd), "torque_limit": float(profile.torque_limit),
-            "urdf": str(profile.urdf_path)}
+def _jsonable(value):
+    return value.tolist() if isinstance(value, np.ndarray) else str(value)
 
 
 class FlightRecorder:
@@ -158,7 +158,7 @@ class FlightRecorder:
         self.header = {
             "format": "pupper_ros flight log 1",
             "robot": profile.name,
-            "profile": profile_summary(profile),
+            "profile": dataclasses.asdict(profile),  # every field the run used (the URDF by path)
             "policy": {"path": str(policy_path), "sha256": file_digest(policy_path), "robot": policy.info.robot,
                        "contract": policy.contract.to_dict(), "provenance": policy.info.provenance},
             "parameters": parameters,
@@ -173,7 +173,7 @@ class FlightRecorder:
         self.error = ""
         self._closed = False
         self._last_state = None
-        self._write(HEADER_TOPIC, {"data": json.dumps(self.header, default=str)}, 0.0)
+        self._write(HEADER_TOPIC, {"data": json.dumps(self.header, default=_jsonable)}, 0.0)
         self._thread = threading.Thread(target=self._run, name="pupper-recorder", daemon=True)
         self._thread.start()
 
@@ -204,8 +204,10 @@ class FlightRecorder:
     def record_cmd_vel(self, now: float, linear: tuple, angular: tuple) -> None:
         self._put(("cmd_vel", now, tuple(linear), tuple(angular)))
 
-    def record_diagnostics(self, now: float, message: dict) -> None:
-        self._put(("diagnostics", now, message))
+    def record_diagnostics(self, now: float, level, name: str, message: str, hardware_id: str, values: dict) -> None:
+        """One DiagnosticStatus as published; ``level`` as rclpy gives it (a one-byte ``bytes``) or an int."""
+        self._put(("diagnostics", now, level[0] if isinstance(level, bytes) else int(level), name, message,
+                   hardware_id, dict(values)))
 
     # --- writer thread ------------------------------------------------------------------------------------------
     def _write(self, topic: str, message: dict, seconds: float) -> None:
@@ -241,7 +243,10 @@ class FlightRecorder:
         elif kind == "state":
             self._write(STATE, {"data": record[2]}, now)
         elif kind == "diagnostics":
-            self._write(DIAGNOSTICS, record[2], now)
+            _, _, level, name, message, hardware_id, values = record
+            status = {"level": level, "name": name, "message": message, "hardware_id": hardware_id,
+                      "values": [{"key": k, "value": v} for k, v in values.items()]}
+            self._write(DIAGNOSTICS, {"header": _header(now), "status": [status]}, now)
 
     def _run(self) -> None:
         while True:

@@ -28,12 +28,11 @@ from pupper_ros.backends import backend_class
 from pupper_ros.rotations import rotation_matrix
 from pupper_ros.control_loop import ControlLoop
 from pupper_ros.controller import Controller
-from pupper_ros.parameters import PARAMETERS
+from pupper_ros.parameters import NODE_NAME, PARAMETERS
 from pupper_ros.policy import PolicyLoadError, load_policy
 from pupper_ros.robot_profile import ProfileError, load_robot_profile
 from pupper_ros.safety import JointCommand, SafetyLimits, SafetySupervisor, State, joint_speed_limit
 
-NODE_NAME = "pupper_walk"
 DEACTIVATED, SHUT_DOWN = "deactivated", "shut down"
 ORDERLY_STOPS = (DEACTIVATED, SHUT_DOWN)  # asked for by the operator: logged as information, not as a fault
 FIRST_SAMPLE_TIMEOUT = 2.0  # s activation waits for a just-opened link's first healthy reading before refusing
@@ -450,8 +449,4 @@ class WalkNode(LifecycleNode):
         array.status = [status]
         self.diagnostics_pub.publish(array)
         if self.recorder is not None:
-            stamp = loop.now()
-            self.recorder.record_diagnostics(stamp, {
-                "header": {"stamp": {"sec": int(stamp), "nanosec": int((stamp % 1) * 1e9)}, "frame_id": ""},
-                "status": [{"level": level[0] if isinstance(level, bytes) else int(level), "name": status.name, "message": message, "hardware_id": self.profile.name,
-                            "values": [{"key": k, "value": v} for k, v in values.items()]}]})
+            self.recorder.record_diagnostics(loop.now(), level, status.name, message, self.profile.name, values)

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from pupper_ros.safety import SafetyLimits
 
 
+NODE_NAME = "pupper_walk"  # the daemon's node; its private topics are /pupper_walk/...
+
+
 @dataclass(frozen=True)
 class Param:
     name: str

@@ -15,7 +15,7 @@ from mcap_ros2.reader import read_ros2_messages
 
 from pupper_ros import resources
 from pupper_ros.contract import CURRENT_CONTRACT
-from pupper_ros.flight_recorder import (ACTION, HEADER_TOPIC, IMU, JOINT_COMMANDS, JOINT_STATES, OBSERVATION, STATE,
+from pupper_ros.flight_recorder import (ACTION, DIAGNOSTICS, HEADER_TOPIC, IMU, JOINT_COMMANDS, JOINT_STATES, OBSERVATION, STATE,
                                         FlightRecorder, file_digest)
 from pupper_ros.policy import load_policy
 from pupper_ros.safety import JointCommand, SensorSample, State
@@ -43,6 +43,9 @@ def test_a_demo_run_records_every_tick_and_the_policy_reproduces_its_logged_acti
     assert header["policy"]["sha256"] == file_digest(shipped)
     assert header["robot"] == profile.name and header["backend"] == "sim"
     assert header["parameters"]["record_log"] == str(log)
+    assert header["profile"]["joints"] == list(profile.joints)
+    diagnostics = {kv.key: kv.value for kv in messages[DIAGNOSTICS][-1].ros_msg.status[0].values}
+    assert diagnostics["records dropped"] == "0" and diagnostics["recorder error"] == "none"
 
     ticks = int(result.stdout.split("loop: ")[1].split()[0])  # counted when the demo printed its summary
     commands = messages[JOINT_COMMANDS]
