@@ -3,7 +3,8 @@
 The control thread only copies the tick's numbers into a tuple and puts it on a bounded queue (``record_tick``);
 a writer thread turns records into ROS messages and writes them. When the queue is full the record is dropped and
 counted (``dropped``), never the tick (a lock-step simulation, with no clock to keep, waits instead). ``close`` drains the queue and finishes the file (summary and index), so a
-stopped run leaves a complete file; a run cut by SIGKILL leaves every chunk written before it readable.
+stopped run leaves a complete file; a run cut by SIGKILL leaves every chunk written before it readable (a chunk is
+finished every FLUSH_SECONDS of log time, or sooner when it reaches CHUNK_SIZE).
 
 Channels (all stamped with the control tick's time):
   /joint_states, /imu/data        sensor_msgs JointState, Imu: the sample the tick used, as measured
@@ -39,6 +40,7 @@ from pupper_ros.parameters import NODE_NAME
 HEADER_TOPIC = "/pupper_ros/header"
 QUEUE_SIZE = 8192  # records: about 16 s of ticks at 500 Hz
 CHUNK_SIZE = 256 * 1024  # bytes; after SIGKILL the file is readable up to its last complete chunk
+FLUSH_SECONDS = 1.0  # and a chunk is finished at least this often (log time), so a cut file loses at most about this
 
 JOINT_STATES, IMU, JOINT_COMMANDS, CMD_VEL, STATE, DIAGNOSTICS, OBSERVATION, ACTION = (
     "/joint_states", "/imu/data", f"/{NODE_NAME}/joint_commands", "/cmd_vel", f"/{NODE_NAME}/state", "/diagnostics",
@@ -174,6 +176,8 @@ class FlightRecorder:
         self._closed = False
         self._last_state = None
         self._write(HEADER_TOPIC, {"data": json.dumps(self.header, default=_jsonable)}, 0.0)
+        self._finish_chunk()  # the header is on disk before the first tick
+        self._flushed_at = None
         self._thread = threading.Thread(target=self._run, name="pupper-recorder", daemon=True)
         self._thread.start()
 
@@ -248,6 +252,9 @@ class FlightRecorder:
                       "values": [{"key": k, "value": v} for k, v in values.items()]}
             self._write(DIAGNOSTICS, {"header": _header(now), "status": [status]}, now)
 
+    def _finish_chunk(self) -> None:
+        self._writer._writer.flush()  # mcap_ros2's Writer does not expose the McapWriter's flush (finish the chunk)
+
     def _run(self) -> None:
         while True:
             record = self._queue.get()
@@ -255,8 +262,11 @@ class FlightRecorder:
                 return
             try:
                 self._convert(record)
-                if self._queue.empty():
-                    self._file.flush()
+                now = record[1]
+                if self._flushed_at is None or now - self._flushed_at >= FLUSH_SECONDS or now < self._flushed_at:
+                    if self._flushed_at is not None:
+                        self._finish_chunk()
+                    self._flushed_at = now
             except Exception as exc:  # noqa: BLE001 - a disk error stops recording, never the robot
                 self.error = f"{type(exc).__name__}: {exc}"
                 self._drain_and_count()

@@ -28,10 +28,10 @@ from pupper_ros.backends import backend_class
 from pupper_ros.rotations import rotation_matrix
 from pupper_ros.control_loop import ControlLoop
 from pupper_ros.controller import Controller
-from pupper_ros.parameters import NODE_NAME, PARAMETERS
+from pupper_ros.parameters import NODE_NAME, PARAMETERS, safety_limits
 from pupper_ros.policy import PolicyLoadError, load_policy
 from pupper_ros.robot_profile import ProfileError, load_robot_profile
-from pupper_ros.safety import JointCommand, SafetyLimits, SafetySupervisor, State, joint_speed_limit
+from pupper_ros.safety import JointCommand, SafetySupervisor, State
 
 DEACTIVATED, SHUT_DOWN = "deactivated", "shut down"
 ORDERLY_STOPS = (DEACTIVATED, SHUT_DOWN)  # asked for by the operator: logged as information, not as a fault
@@ -156,18 +156,7 @@ class WalkNode(LifecycleNode):
             raise ConfigurationError(f"parameter 'control_rate' {rate} Hz must be a whole multiple of the policy's {policy_rate} Hz")
         period = 1.0 / rate
         try:
-            limits = SafetyLimits(
-                control_period=period,
-                command_timeout=self._param("command_timeout"),
-                soft_start_duration=self._param("soft_start_duration"),
-                fade_in_duration=self._param("fade_in_duration"),
-                sensor_timeout=self._param("sensor_timeout"),
-                tilt_limit=self._param("tilt_limit") or profile.tilt_limit,
-                damping_kd=self._param("damping_kd"),
-                joint_limit_margin=self._param("joint_limit_margin"),
-                max_joint_speed=joint_speed_limit(profile, self._param("max_joint_speed")),
-                max_consecutive_overruns=self._param("max_consecutive_overruns"),
-            )
+            limits = safety_limits({p.name: self._param(p.name) for p in PARAMETERS}, profile, period)
             supervisor = SafetySupervisor(profile, limits, policy.info.command_low, policy.info.command_high)
         except ValueError as exc:
             raise ConfigurationError(f"parameter '{str(exc).split()[0]}': {exc}") from exc

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pupper_ros.safety import SafetyLimits
+from pupper_ros.robot_profile import RobotProfile
+from pupper_ros.safety import SafetyLimits, joint_speed_limit
 
 
 NODE_NAME = "pupper_walk"  # the daemon's node; its private topics are /pupper_walk/...
@@ -58,3 +59,20 @@ PARAMETERS = (
 )
 
 BY_NAME = {p.name: p for p in PARAMETERS}
+
+
+def safety_limits(values, profile: RobotProfile, control_period: float) -> SafetyLimits:
+    """The supervisor's limits from parameter values (a mapping name -> value, as the node holds them or a flight
+    log's header recorded them); zero limits take the profile's. Raises ValueError naming a bad value."""
+    return SafetyLimits(
+        control_period=control_period,
+        command_timeout=values["command_timeout"],
+        soft_start_duration=values["soft_start_duration"],
+        fade_in_duration=values["fade_in_duration"],
+        sensor_timeout=values["sensor_timeout"],
+        tilt_limit=values["tilt_limit"] or profile.tilt_limit,
+        damping_kd=values["damping_kd"],
+        joint_limit_margin=values["joint_limit_margin"],
+        max_joint_speed=joint_speed_limit(profile, values["max_joint_speed"]),
+        max_consecutive_overruns=values["max_consecutive_overruns"],
+    )
