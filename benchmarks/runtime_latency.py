@@ -3,6 +3,8 @@
   one control step without a simulator (observation, inference, safety, command) p50/p99, beside a bare
   onnxruntime call on the same model (``InferenceSession.run``) and beside the runtime's own bound inference call;
   loop period jitter at 50 Hz and at 500 Hz (policy every 10th tick) over --seconds each, and overruns;
+  the flight recorder's cost: the control step with recording on against off (ticks interleaved in blocks, so
+  both see the same machine), loop jitter and overruns with recording on at both rates, and the file size per minute;
   resident memory of a runtime process with the policy loaded and no simulator (no torch, no PyBullet);
   start-up time of `pupper-walk --backend sim` to WALKING (soft start and fade-in included), and from SIGTERM to
   its exit (damping sent, backend closed; the README promises under 1 s).
@@ -17,6 +19,7 @@ import argparse
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -100,19 +103,56 @@ def step_latency(policy_path, ticks: int = 20000):
     return steps * 1e6, bare * 1e6, bound * 1e6
 
 
-def jitter(policy_path, rate: float, seconds: float):
+def recorder_for(controller, policy, path):
+    from pupper_ros.flight_recorder import FlightRecorder
+
+    return FlightRecorder(path, controller.profile, policy, {}, "benchmark")
+
+
+def recording_cost(policy_path, path, ticks: int = 10000, block: int = 500):
+    """Control step plus the recorder's share of the tick (``record_tick``, what the loop calls after each tick)
+    against the step alone, in alternating blocks of ``block`` ticks, paced at 500 Hz (policy every 10th tick) so
+    that the writer process keeps up and runs beside both, as on a robot."""
+    controller, policy = build(policy_path, 500.0)
+    recorder = recorder_for(controller, policy, path)
+    t = 0.0
+    controller.activate(t)
+    for _ in range(200):
+        t += 0.002
+        controller.tick(t)
+    on, off = [], []
+    next_start = time.perf_counter()
+    for i in range(ticks):
+        t += 0.002
+        recording = (i // block) % 2 == 0
+        next_start += 0.002
+        while time.perf_counter() < next_start:
+            time.sleep(0.0002)
+        start = time.perf_counter()
+        controller.tick(t)
+        if recording:
+            recorder.record_tick(t, controller)
+        (on if recording else off).append(time.perf_counter() - start)
+    recorder.close()
+    return np.array(off) * 1e6, np.array(on) * 1e6, recorder.dropped
+
+
+def jitter(policy_path, rate: float, seconds: float, record_to: Path | None = None):
     from pupper_ros.control_loop import ControlLoop
 
-    controller, _ = build(policy_path, rate)
-    loop = ControlLoop(controller, 1.0 / rate)
+    controller, policy = build(policy_path, rate)
+    recorder = recorder_for(controller, policy, record_to) if record_to else None
+    loop = ControlLoop(controller, 1.0 / rate, on_tick=recorder.record_tick if recorder else None)
     loop.stats.periods = __import__("collections").deque(maxlen=int(rate * seconds) + 10)
     controller.activate(time.monotonic())
     loop.start()
     time.sleep(seconds)
     loop.stop()
+    if recorder is not None:
+        recorder.close()
     periods = np.array(loop.stats.periods)
     deviation = np.abs(periods - 1.0 / rate) * 1000
-    return deviation, loop.stats.overruns, loop.stats.ticks
+    return deviation, loop.stats.overruns, loop.stats.ticks, (recorder.dropped if recorder else 0)
 
 
 def runtime_rss_mb(policy_path) -> tuple[float, bool]:
@@ -181,10 +221,21 @@ def main() -> int:
     print(f"the runtime's inference alone (IO binding):        p50 {np.percentile(bound, 50):6.1f} us  p99 {np.percentile(bound, 99):6.1f} us")
     print(f"step p99 / bare p99: {np.percentile(steps, 99) / np.percentile(bare, 99):.2f}x  "
           f"(/ the runtime's inference alone p99: {np.percentile(steps, 99) / np.percentile(bound, 99):.2f}x)")
-    for rate in (50.0, 500.0):
-        deviation, overruns, ticks = jitter(args.policy, rate, args.seconds)
-        print(f"{rate:5.0f} Hz for {args.seconds:.0f} s: period jitter p50 {np.percentile(deviation, 50):.3f} ms  "
-              f"p99 {np.percentile(deviation, 99):.3f} ms  max {deviation.max():.3f} ms; overruns {overruns} of {ticks} ticks")
+    with tempfile.TemporaryDirectory() as tmp:
+        off, on, dropped = recording_cost(args.policy, Path(tmp) / "cost.mcap")
+        print(f"control step at 500 Hz, recording off: p50 {np.percentile(off, 50):6.1f} us  p99 {np.percentile(off, 99):6.1f} us")
+        print(f"control step at 500 Hz, recording on:  p50 {np.percentile(on, 50):6.1f} us  p99 {np.percentile(on, 99):6.1f} us  "
+              f"(p99 +{np.percentile(on, 99) - np.percentile(off, 99):.1f} us; {dropped} records dropped)")
+        for rate in (50.0, 500.0):
+            for record in (False, True):
+                log = Path(tmp) / f"loop_{rate:.0f}.mcap" if record else None
+                deviation, overruns, ticks, dropped = jitter(args.policy, rate, args.seconds, log)
+                what = "recording on " if record else "recording off"
+                line = (f"{rate:5.0f} Hz for {args.seconds:.0f} s, {what}: period jitter p50 {np.percentile(deviation, 50):.3f} ms  "
+                        f"p99 {np.percentile(deviation, 99):.3f} ms  max {deviation.max():.3f} ms; overruns {overruns} of {ticks} ticks")
+                if record:
+                    line += f"; log {log.stat().st_size / args.seconds * 60 / 1e6:.1f} MB per minute, {dropped} records dropped"
+                print(line)
     rss, heavy = runtime_rss_mb(args.policy)
     print(f"runtime process RSS (node, serial backend, policy loaded, no simulator): {rss:.0f} MB; torch or pybullet loaded: {heavy}")
     startup, shutdown, code = startup_and_shutdown()

@@ -75,7 +75,7 @@ def _check_magic(path: Path) -> None:
                              "a flight log is written by pupper-walk --record-log FILE.mcap")
 
 
-def _stream(path: Path):
+def iter_messages(path: Path):
     """(topic, log time in s, decoded message) for every readable message, then (None, None, why) where the file
     stops short of its footer, or (None, None, "") after a complete file."""
     from mcap.exceptions import EndOfFile, McapError
@@ -123,7 +123,7 @@ def read_flight_log(path: str | Path) -> FlightLog:
     ticks, policy_steps, cmd_vel, states = [], [], [], []
     sample = imu = observation = None  # the latest of each, paired with what follows at the same tick time
     ending = ""
-    for topic, t, message in _stream(path):
+    for topic, t, message in iter_messages(path):
         if topic is None:
             ending = message
             break

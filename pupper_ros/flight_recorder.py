@@ -1,10 +1,12 @@
 """Flight recorder: every control tick into an MCAP file in the ROS 2 message encoding (rosbag2's default storage).
 
-The control thread only copies the tick's numbers into a tuple and puts it on a bounded queue (``record_tick``);
-a writer thread turns records into ROS messages and writes them. When the queue is full the record is dropped and
-counted (``dropped``), never the tick (a lock-step simulation, with no clock to keep, waits instead). ``close`` drains the queue and finishes the file (summary and index), so a
-stopped run leaves a complete file; a run cut by SIGKILL leaves every chunk written before it readable (a chunk is
-finished every FLUSH_SECONDS of log time, or sooner when it reaches CHUNK_SIZE).
+The control thread only packs the tick's numbers into bytes and writes them, without waiting, to a pipe; a writer
+process (``pupper_ros.flight_log_writer``) turns them into ROS messages and writes the file. Encoding and compressing
+in a thread of the daemon would hold its GIL for milliseconds at a time, and the control loop would wait for it; a
+process cannot. When the pipe is full the record is dropped and counted (``dropped``), never the tick (a lock-step
+simulation, with no clock to keep, waits instead). ``close`` ends the input and the writer finishes the file (summary
+and index); so does a daemon killed outright, since the writer finishes when its input ends. A power loss leaves every
+chunk written before it readable (a chunk is finished every second of log time, or sooner when it is full).
 
 Channels (all stamped with the control tick's time):
   /joint_states, /imu/data        sensor_msgs JointState, Imu: the sample the tick used, as measured
@@ -24,27 +26,35 @@ ROS message packages (``share/<package>/msg/*.msg``), which every ROS install an
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
+import importlib.util
 import json
 import os
-import queue
 import re
+import select
+import struct
+import subprocess
 import sys
 import threading
 from pathlib import Path
 
+import msgpack
 import numpy as np
 
+from pupper_ros import flight_log_writer as wire
 from pupper_ros.parameters import NODE_NAME
 
 HEADER_TOPIC = "/pupper_ros/header"
-QUEUE_SIZE = 8192  # records: about 16 s of ticks at 500 Hz
-CHUNK_SIZE = 256 * 1024  # bytes; after SIGKILL the file is readable up to its last complete chunk
-FLUSH_SECONDS = 1.0  # and a chunk is finished at least this often (log time), so a cut file loses at most about this
+BUFFER_BYTES = 1024 * 1024  # the pipe to the writer: about 2 s of ticks at 500 Hz (Linux allows 1 MiB by default)
+CHUNK_SIZE = 256 * 1024  # bytes; after a power loss the file is readable up to its last complete chunk
 
 JOINT_STATES, IMU, JOINT_COMMANDS, CMD_VEL, STATE, DIAGNOSTICS, OBSERVATION, ACTION = (
     "/joint_states", "/imu/data", f"/{NODE_NAME}/joint_commands", "/cmd_vel", f"/{NODE_NAME}/state", "/diagnostics",
     f"/{NODE_NAME}/policy/observation", f"/{NODE_NAME}/policy/action")
+
+TOPICS = {"joint_states": JOINT_STATES, "imu": IMU, "joint_commands": JOINT_COMMANDS, "cmd_vel": CMD_VEL,
+          "state": STATE, "diagnostics": DIAGNOSTICS, "observation": OBSERVATION, "action": ACTION, "header": HEADER_TOPIC}
 
 MESSAGE_TYPES = {
     JOINT_STATES: "sensor_msgs/msg/JointState",
@@ -111,20 +121,6 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def _stamp(seconds: float) -> dict:
-    sec = int(seconds // 1)
-    return {"sec": sec, "nanosec": int(round((seconds - sec) * 1e9)) % 1_000_000_000}
-
-
-def _header(seconds: float) -> dict:
-    return {"stamp": _stamp(seconds), "frame_id": ""}
-
-
-def _labelled(values, labels: list[tuple[str, int]]) -> dict:
-    dims = [{"label": label, "size": size, "stride": size} for label, size in labels]
-    return {"layout": {"dim": dims, "data_offset": 0}, "data": [float(v) for v in values]}
-
-
 def observation_labels(contract) -> list[tuple[str, int]]:
     labels = []
     for frame in range(contract.history_length):
@@ -139,23 +135,12 @@ def _jsonable(value):
 
 class FlightRecorder:
     def __init__(self, path: str | Path, profile, policy, parameters: dict, backend: str,
-                 queue_size: int = QUEUE_SIZE, wait_when_full: bool = False):
-        try:
-            from mcap_ros2.writer import Writer
-        except ImportError as exc:
-            raise RecorderError("recording needs the 'record' extra: pip install 'pupper_ros[record]'") from exc
+                 buffer_bytes: int = BUFFER_BYTES, wait_when_full: bool = False):
+        if importlib.util.find_spec("mcap_ros2") is None:
+            raise RecorderError("recording needs the 'record' extra: pip install 'pupper_ros[record]'")
         self.path = Path(path).expanduser()
-        self._joints = list(profile.joints)
-        self._observation_labels = observation_labels(policy.contract)
-        self._action_labels = [(name, 1) for name in self._joints]
-        schemas_text = {t: message_definition(t) for t in set(MESSAGE_TYPES.values())}
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "wb")
-        except OSError as exc:
-            raise RecorderError(f"cannot write the flight log {self.path}: {exc}") from exc
-        self._writer = Writer(self._file, chunk_size=CHUNK_SIZE)
-        self._schemas = {t: self._writer.register_msgdef(t, text) for t, text in schemas_text.items()}
+        self._n = profile.num_joints
+        definitions = {t: message_definition(t) for t in set(MESSAGE_TYPES.values())}
         policy_path = Path(policy.info.path)
         self.header = {
             "format": "pupper_ros flight log 1",
@@ -166,137 +151,148 @@ class FlightRecorder:
             "parameters": parameters,
             "backend": backend,
         }
-        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
-        # Lock-step simulation has no wall clock to keep, so there a full queue makes the tick wait and the log is
-        # complete; on a real-time loop a full queue drops the record instead.
-        self._wait_when_full = wait_when_full
-        self.dropped = 0
+        config = {"header": json.loads(json.dumps(self.header, default=_jsonable)), "joints": list(profile.joints),
+                  "observation_size": policy.contract.observation_size,
+                  "observation_labels": observation_labels(policy.contract), "definitions": definitions,
+                  "topics": TOPICS, "types": MESSAGE_TYPES, "chunk_size": CHUNK_SIZE}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            log_file = open(self.path, "wb")
+        except OSError as exc:
+            raise RecorderError(f"cannot write the flight log {self.path}: {exc}") from exc
+        with log_file:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "pupper_ros.flight_log_writer", "--fd", str(log_file.fileno())],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=(log_file.fileno(),))
+        self._fd = self._process.stdin.fileno()
+        _grow_pipe(self._fd, buffer_bytes)
+        self._handover_dropped = 0  # records the pipe did not take
+        self._writer_dropped = 0  # records the writer took but could not write (after a disk error)
+        self._drop_lock = threading.Lock()  # the control thread and ROS callbacks both record
         self.written = 0
         self.error = ""
         self._closed = False
         self._last_state = None
-        self._write(HEADER_TOPIC, {"data": json.dumps(self.header, default=_jsonable)}, 0.0)
-        self._finish_chunk()  # the header is on disk before the first tick
-        self._flushed_at = None
-        self._thread = threading.Thread(target=self._run, name="pupper-recorder", daemon=True)
-        self._thread.start()
+        self._wait_when_full = wait_when_full  # lock-step simulation has no wall clock to keep: it waits instead
+        self._send_blocking(_frame(wire.CONFIG, 0.0, json.dumps(config).encode()))
+        ready = self._process.stdout.readline()
+        status = json.loads(ready) if ready.strip() else {}
+        if not status.get("ready"):
+            self._process.wait(timeout=10)
+            problem = status.get("error") or f"the writer process exited with {self._process.returncode}"
+            raise RecorderError(f"cannot write the flight log {self.path}: {problem}")
+        self.written = status.get("written", 0)
+        os.set_blocking(self._fd, False)
+        self._status_thread = threading.Thread(target=self._read_status, name="pupper-recorder-status", daemon=True)
+        self._status_thread.start()
 
-    # --- called from the control thread and ROS callbacks: copy, enqueue, never wait --------------------------
-    def _put(self, record: tuple) -> None:
+    # --- called from the control thread and ROS callbacks: pack and write, never wait ------------------------
+    def _send_blocking(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view):]
+
+    @property
+    def dropped(self) -> int:
+        return self._handover_dropped + self._writer_dropped
+
+    def _drop(self, records: int) -> None:
+        with self._drop_lock:
+            self._handover_dropped += records
+
+    def _send(self, data: bytes, records: int) -> None:
+        """One write of at most PIPE_BUF bytes: the pipe takes all of it or none (so threads never interleave)."""
+        if self._closed or len(data) > select.PIPE_BUF:
+            self._drop(records)
+            return
         try:
-            if self._wait_when_full and self._thread.is_alive():
-                self._queue.put(record, timeout=10.0)
+            os.write(self._fd, data)
+        except BlockingIOError:
+            if self._wait_when_full and self._wait_writable():
+                self._send(data, records)
             else:
-                self._queue.put_nowait(record)
-        except queue.Full:
-            self.dropped += 1
+                self._drop(records)
+        except OSError as exc:  # the writer process is gone
+            self.error = self.error or f"writer process: {exc}"
+            self._drop(records)
+
+    def _wait_writable(self, timeout: float = 10.0) -> bool:
+        return bool(select.select([], [self._fd], [], timeout)[1])
 
     def record_tick(self, now: float, controller) -> None:
         sample, command = controller.sample, controller.command
+        frames, records = [], 0
         if sample is not None:
-            acceleration = None if sample.linear_acceleration is None else tuple(sample.linear_acceleration)
-            self._put(("sample", now, sample.joint_position.copy(), sample.joint_velocity.copy(),
-                       tuple(sample.orientation), tuple(sample.angular_velocity), acceleration))
-        self._put(("command", now, command.position.copy(), command.kp.copy(), command.kd.copy()))
+            acceleration = sample.linear_acceleration
+            values = np.concatenate((sample.joint_position, sample.joint_velocity, sample.orientation,
+                                     sample.angular_velocity, (0.0 if acceleration is None else 1.0,),
+                                     (0.0, 0.0, 0.0) if acceleration is None else acceleration))
+            frames.append(_frame(wire.SAMPLE, now, values.astype("<f8").tobytes()))
+            records += 2
+        frames.append(_frame(wire.COMMAND, now, np.concatenate((command.position, command.kp, command.kd)).astype("<f8").tobytes()))
+        records += 1
         if controller.ran_policy and controller.last_observation is not None:
-            self._put(("policy", now, controller.last_observation.copy(), controller.last_raw_action.copy()))
+            values = np.concatenate((controller.last_observation, controller.last_raw_action)).astype("<f4")
+            frames.append(_frame(wire.POLICY, now, values.tobytes()))
+            records += 2
         state = controller.state.value
         if state != self._last_state:
             self._last_state = state
-            self._put(("state", now, state))
+            frames.append(_frame(wire.STATE, now, state.encode()))
+            records += 1
+        self._send(b"".join(frames), records)
 
     def record_cmd_vel(self, now: float, linear: tuple, angular: tuple) -> None:
-        self._put(("cmd_vel", now, tuple(linear), tuple(angular)))
+        self._send(_frame(wire.CMD_VEL, now, struct.pack("<6d", *linear, *angular)), 1)
 
     def record_diagnostics(self, now: float, level, name: str, message: str, hardware_id: str, values: dict) -> None:
         """One DiagnosticStatus as published; ``level`` as rclpy gives it (a one-byte ``bytes``) or an int."""
-        self._put(("diagnostics", now, level[0] if isinstance(level, bytes) else int(level), name, message,
-                   hardware_id, dict(values)))
+        level = level[0] if isinstance(level, bytes) else int(level)
+        self._send(_frame(wire.DIAGNOSTICS, now, msgpack.packb([level, name, message, hardware_id, dict(values)])), 1)
 
-    # --- writer thread ------------------------------------------------------------------------------------------
-    def _write(self, topic: str, message: dict, seconds: float) -> None:
-        ns = max(0, int(round(seconds * 1e9)))
-        self._writer.write_message(topic=topic, schema=self._schemas[MESSAGE_TYPES[topic]], message=message,
-                                   log_time=ns, publish_time=ns)
-        self.written += 1
-
-    def _convert(self, record: tuple) -> None:
-        kind, now = record[0], record[1]
-        if kind == "sample":
-            _, _, position, velocity, orientation, angular, acceleration = record
-            self._write(JOINT_STATES, {"header": _header(now), "name": self._joints, "position": position.tolist(),
-                                       "velocity": velocity.tolist(), "effort": []}, now)
-            x, y, z, w = orientation
-            imu = {"header": _header(now), "orientation": {"x": x, "y": y, "z": z, "w": w},
-                   "orientation_covariance": [0.0] * 9,
-                   "angular_velocity": dict(zip("xyz", angular)), "angular_velocity_covariance": [0.0] * 9,
-                   "linear_acceleration": dict(zip("xyz", acceleration or (0.0, 0.0, 0.0))),
-                   "linear_acceleration_covariance": [0.0] * 9 if acceleration is not None else [-1.0] + [0.0] * 8}
-            self._write(IMU, imu, now)
-        elif kind == "command":
-            _, _, position, kp, kd = record
-            self._write(JOINT_COMMANDS, {"header": _header(now), "name": self._joints, "position": position.tolist(),
-                                         "velocity": kp.tolist(), "effort": kd.tolist()}, now)
-        elif kind == "policy":
-            _, _, observation, action = record
-            self._write(OBSERVATION, _labelled(observation, self._observation_labels), now)
-            self._write(ACTION, _labelled(action, self._action_labels), now)
-        elif kind == "cmd_vel":
-            _, _, linear, angular = record
-            self._write(CMD_VEL, {"linear": dict(zip("xyz", linear)), "angular": dict(zip("xyz", angular))}, now)
-        elif kind == "state":
-            self._write(STATE, {"data": record[2]}, now)
-        elif kind == "diagnostics":
-            _, _, level, name, message, hardware_id, values = record
-            status = {"level": level, "name": name, "message": message, "hardware_id": hardware_id,
-                      "values": [{"key": k, "value": v} for k, v in values.items()]}
-            self._write(DIAGNOSTICS, {"header": _header(now), "status": [status]}, now)
-
-    def _finish_chunk(self) -> None:
-        self._writer._writer.flush()  # mcap_ros2's Writer does not expose the McapWriter's flush (finish the chunk)
-
-    def _run(self) -> None:
-        while True:
-            record = self._queue.get()
-            if record is None:
-                return
+    # --- the writer's side ---------------------------------------------------------------------------------------
+    def _read_status(self) -> None:
+        for line in self._process.stdout:
             try:
-                self._convert(record)
-                now = record[1]
-                if self._flushed_at is None or now - self._flushed_at >= FLUSH_SECONDS or now < self._flushed_at:
-                    if self._flushed_at is not None:
-                        self._finish_chunk()
-                    self._flushed_at = now
-            except Exception as exc:  # noqa: BLE001 - a disk error stops recording, never the robot
-                self.error = f"{type(exc).__name__}: {exc}"
-                self._drain_and_count()
-                return
+                status = json.loads(line)
+            except ValueError:
+                continue
+            self.written = status.get("written", self.written)
+            self._writer_dropped = status.get("dropped", self._writer_dropped)
+            self.error = status.get("error") or self.error
 
-    def _drain_and_count(self) -> None:
-        while True:
-            try:
-                if self._queue.get_nowait() is not None:
-                    self.dropped += 1
-            except queue.Empty:
-                return
-
-    def close(self, timeout: float = 10.0) -> None:
-        """Write what is queued, then finish the file. Idempotent."""
+    def close(self, timeout: float = 30.0) -> None:
+        """End the input; the writer writes what it has and finishes the file. Idempotent."""
         if self._closed:
             return
         self._closed = True
-        while self._thread.is_alive():  # the sentinel must get in even if the queue is full
-            try:
-                self._queue.put(None, timeout=0.1)
-                break
-            except queue.Full:
-                continue
-        self._thread.join(timeout)
         try:
-            self._writer.finish()
-        finally:
-            self._file.close()
+            self._process.stdin.close()
+        except OSError:
+            pass
+        try:
+            self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+            self.error = self.error or f"the writer did not finish within {timeout} s and was killed"
+        self._status_thread.join(timeout)
+        if self._process.returncode not in (0, None) and not self.error:
+            self.error = f"the writer process exited with {self._process.returncode}"
 
     def status(self) -> dict:
         return {"record_log": str(self.path), "records written": str(self.written),
                 "records dropped": str(self.dropped), "recorder error": self.error or "none"}
+
+
+def _frame(kind: int, now: float, payload: bytes) -> bytes:
+    return wire.FRAME_HEAD.pack(wire.BODY_HEAD.size + len(payload), kind, now) + payload
+
+
+def _grow_pipe(fd: int, size: int) -> None:
+    """Ask Linux for a pipe of ``size`` bytes (the default holds 64 KiB); keep the default where that is refused."""
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+    try:
+        fcntl.fcntl(fd, set_size, size)
+    except OSError:
+        pass

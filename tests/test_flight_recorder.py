@@ -2,10 +2,10 @@
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
-import threading
 import types
 
 import numpy as np
@@ -15,6 +15,7 @@ from mcap_ros2.reader import read_ros2_messages
 
 from pupper_ros import resources
 from pupper_ros.contract import CURRENT_CONTRACT
+from pupper_ros.flight_log import iter_messages
 from pupper_ros.flight_recorder import (ACTION, DIAGNOSTICS, HEADER_TOPIC, IMU, JOINT_COMMANDS, JOINT_STATES, OBSERVATION, STATE,
                                         FlightRecorder, file_digest)
 from pupper_ros.policy import load_policy
@@ -72,41 +73,49 @@ def test_a_demo_run_records_every_tick_and_the_policy_reproduces_its_logged_acti
     assert worst == 0.0
 
 
-class _StuckDisk:
-    """Holds the writer thread inside its first write until released, as a disk that stops answering."""
-
-    def __init__(self, recorder):
-        self.release = threading.Event()
-        self.entered = threading.Event()
-        convert = recorder._convert
-
-        def slow(record):
-            self.entered.set()
-            self.release.wait()
-            convert(record)
-
-        recorder._convert = slow
+def topics_in(path) -> set:
+    """The topics of every message readable in a file that may have no summary or footer."""
+    return {topic for topic, _, _ in iter_messages(path) if topic}
 
 
-def test_a_full_queue_drops_and_counts_records_while_every_tick_returns(tmp_path, profile):
-    policy = load_policy(resources.default_policy_path(profile.name), profile)
-    recorder = FlightRecorder(tmp_path / "full.mcap", profile, policy, {}, "sim", queue_size=10)
-    disk = _StuckDisk(recorder)
+def fake_controller(profile, state=State.STANDING_UP, sample=True):
     n = profile.num_joints
-    controller = types.SimpleNamespace(
-        sample=SensorSample(0.0, profile.default_pose.copy(), np.zeros(n), np.array([0.0, 0.0, 0.0, 1.0]), np.zeros(3)),
-        command=JointCommand(n), ran_policy=False, last_observation=None, last_raw_action=None, state=State.STANDING_UP)
-    recorder.record_tick(0.0, controller)  # 3 records: sample, command, state
-    assert disk.entered.wait(10)
-    for tick in range(1, 101):  # 2 records a tick; the queue holds 10
-        recorder.record_tick(tick * 0.02, controller)
-    # The writer holds the first record; the rest of the first tick plus 5 ticks fill the queue.
-    assert recorder.dropped == 3 + 2 * 100 - 1 - 10
-    disk.release.set()
+    reading = SensorSample(0.0, profile.default_pose.copy(), np.zeros(n), np.array([0.0, 0.0, 0.0, 1.0]), np.zeros(3))
+    return types.SimpleNamespace(sample=reading if sample else None, command=JointCommand(n), ran_policy=False,
+                                 last_observation=None, last_raw_action=None, state=state)
+
+
+def test_a_full_pipe_drops_and_counts_records_while_every_tick_returns(tmp_path, profile):
+    policy = load_policy(resources.default_policy_path(profile.name), profile)
+    recorder = FlightRecorder(tmp_path / "full.mcap", profile, policy, {}, "sim", buffer_bytes=4096)
+    os.kill(recorder._process.pid, signal.SIGSTOP)  # a writer that stops reading, as behind a disk that hangs
+    try:
+        controller = fake_controller(profile)
+        ticks = 200
+        for tick in range(ticks):  # a tick is 3 records (joint states, IMU, command); the first adds the state
+            recorder.record_tick(tick * 0.02, controller)
+        dropped_ticks = recorder.dropped // 3
+        assert recorder.dropped == 3 * dropped_ticks and 0 < dropped_ticks < ticks
+    finally:
+        os.kill(recorder._process.pid, signal.SIGCONT)
     recorder.close()
     assert recorder.error == ""
     messages = read_log(tmp_path / "full.mcap")
-    assert len(messages[JOINT_COMMANDS]) == 1 + 4
+    # A tick is handed over whole or not at all: the file holds exactly the ticks that were not dropped.
+    assert len(messages[JOINT_COMMANDS]) == len(messages[JOINT_STATES]) == ticks - dropped_ticks
+
+
+def test_a_dead_writer_stops_recording_not_the_caller(tmp_path, profile):
+    policy = load_policy(resources.default_policy_path(profile.name), profile)
+    recorder = FlightRecorder(tmp_path / "dead.mcap", profile, policy, {}, "sim")
+    recorder._process.kill()
+    recorder._process.wait()
+    controller = fake_controller(profile)
+    for tick in range(20):
+        recorder.record_tick(tick * 0.02, controller)
+    recorder.close()
+    assert "Broken pipe" in recorder.error and recorder.dropped > 0
+    assert HEADER_TOPIC in topics_in(tmp_path / "dead.mcap")  # written before the first tick
 
 
 @pytest.fixture
@@ -147,19 +156,16 @@ def test_an_unwritable_log_path_fails_configure_naming_the_parameter(tmp_path):
 
 def test_a_disk_error_stops_recording_not_the_caller_and_close_still_returns(tmp_path, profile):
     policy = load_policy(resources.default_policy_path(profile.name), profile)
-    recorder = FlightRecorder(tmp_path / "broken.mcap", profile, policy, {}, "sim", queue_size=4)
-
-    def failing(record):
-        raise OSError("No space left on device")
-
-    recorder._convert = failing
-    n = profile.num_joints
-    controller = types.SimpleNamespace(
-        sample=None, command=JointCommand(n), ran_policy=False, last_observation=None, last_raw_action=None,
-        state=State.DAMPING)
-    for tick in range(50):
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, limit[1]))  # the writer inherits a 64 KiB file-size limit
+    try:
+        recorder = FlightRecorder(tmp_path / "full_disk.mcap", profile, policy, {}, "sim")
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+    controller = fake_controller(profile, state=State.WALKING)
+    for tick in range(3000):  # 60 s of log, a chunk a second: far more than 64 KiB
         recorder.record_tick(tick * 0.02, controller)
-    recorder.close()  # returns although the writer is gone and the queue may be full
-    assert "No space left on device" in recorder.error
-    assert recorder.written == 1 and recorder.dropped > 0  # only the header got out
-    assert read_log(tmp_path / "broken.mcap")[HEADER_TOPIC]
+    recorder.close()  # returns although the writer could not finish the file
+    assert "File too large" in recorder.error
+    assert recorder.dropped > 0 and recorder.status()["recorder error"] == recorder.error
+    assert {HEADER_TOPIC, JOINT_COMMANDS} <= topics_in(tmp_path / "full_disk.mcap")  # what got out is readable
