@@ -140,6 +140,8 @@ class FlightRecorder:
             raise RecorderError("recording needs the 'record' extra: pip install 'pupper_ros[record]'")
         self.path = Path(path).expanduser()
         self._n = profile.num_joints
+        self._observation_size = policy.contract.observation_size
+        self._frames = _TickFrames(self._n, self._observation_size)
         definitions = {t: message_definition(t) for t in set(MESSAGE_TYPES.values())}
         policy_path = Path(policy.info.path)
         self.header = {
@@ -200,13 +202,15 @@ class FlightRecorder:
         with self._drop_lock:
             self._handover_dropped += records
 
-    def _send(self, data: bytes, records: int) -> None:
-        """One write of at most PIPE_BUF bytes: the pipe takes all of it or none (so threads never interleave)."""
-        if self._closed or len(data) > select.PIPE_BUF:
+    def _send(self, data, records: int) -> None:
+        """One write (``data``: bytes, or a list of buffers written by one ``writev``) of at most PIPE_BUF bytes: the
+        pipe takes all of it or none, so a tick is in the log whole or not at all and threads never interleave."""
+        parts = data if isinstance(data, list) else [data]
+        if self._closed or sum(len(part) for part in parts) > select.PIPE_BUF:
             self._drop(records)
             return
         try:
-            os.write(self._fd, data)
+            os.writev(self._fd, parts)
         except BlockingIOError:
             if self._wait_when_full and self._wait_writable():
                 self._send(data, records)
@@ -220,27 +224,33 @@ class FlightRecorder:
         return bool(select.select([], [self._fd], [], timeout)[1])
 
     def record_tick(self, now: float, controller) -> None:
-        sample, command = controller.sample, controller.command
-        frames, records = [], 0
+        sample, command, frames = controller.sample, controller.command, self._frames
+        parts, records = [], 0
         if sample is not None:
+            v = frames.sample_values
+            n = self._n
+            v[:n], v[n:2 * n], v[2 * n:2 * n + 4] = sample.joint_position, sample.joint_velocity, sample.orientation
+            v[2 * n + 4:2 * n + 7] = sample.angular_velocity
             acceleration = sample.linear_acceleration
-            values = np.concatenate((sample.joint_position, sample.joint_velocity, sample.orientation,
-                                     sample.angular_velocity, (0.0 if acceleration is None else 1.0,),
-                                     (0.0, 0.0, 0.0) if acceleration is None else acceleration))
-            frames.append(_frame(wire.SAMPLE, now, values.astype("<f8").tobytes()))
+            v[2 * n + 7] = acceleration is not None
+            v[2 * n + 8:] = 0.0 if acceleration is None else acceleration
+            parts.append(frames.stamp(frames.sample, now))
             records += 2
-        frames.append(_frame(wire.COMMAND, now, np.concatenate((command.position, command.kp, command.kd)).astype("<f8").tobytes()))
+        v = frames.command_values
+        v[:self._n], v[self._n:2 * self._n], v[2 * self._n:] = command.position, command.kp, command.kd
+        parts.append(frames.stamp(frames.command, now))
         records += 1
         if controller.ran_policy and controller.last_observation is not None:
-            values = np.concatenate((controller.last_observation, controller.last_raw_action)).astype("<f4")
-            frames.append(_frame(wire.POLICY, now, values.tobytes()))
+            v = frames.policy_values
+            v[:self._observation_size], v[self._observation_size:] = controller.last_observation, controller.last_raw_action
+            parts.append(frames.stamp(frames.policy, now))
             records += 2
         state = controller.state.value
         if state != self._last_state:
             self._last_state = state
-            frames.append(_frame(wire.STATE, now, state.encode()))
+            parts.append(_frame(wire.STATE, now, state.encode()))
             records += 1
-        self._send(b"".join(frames), records)
+        self._send(parts, records)
 
     def record_cmd_vel(self, now: float, linear: tuple, angular: tuple) -> None:
         self._send(_frame(wire.CMD_VEL, now, struct.pack("<6d", *linear, *angular)), 1)
@@ -283,6 +293,27 @@ class FlightRecorder:
     def status(self) -> dict:
         return {"record_log": str(self.path), "records written": str(self.written),
                 "records dropped": str(self.dropped), "recorder error": self.error or "none"}
+
+
+class _TickFrames:
+    """The frames of one tick, allocated once: numpy views write the numbers straight into each frame's bytes."""
+
+    def __init__(self, joints: int, observation_size: int):
+        self.sample, self.sample_values = self._allocate(wire.SAMPLE, 2 * joints + 11, "<f8")
+        self.command, self.command_values = self._allocate(wire.COMMAND, 3 * joints, "<f8")
+        self.policy, self.policy_values = self._allocate(wire.POLICY, observation_size + joints, "<f4")
+
+    @staticmethod
+    def _allocate(kind: int, count: int, dtype: str):
+        size = count * np.dtype(dtype).itemsize
+        frame = bytearray(wire.FRAME_HEAD.size + size)
+        wire.FRAME_HEAD.pack_into(frame, 0, wire.BODY_HEAD.size + size, kind, 0.0)
+        return frame, np.frombuffer(frame, dtype=dtype, count=count, offset=wire.FRAME_HEAD.size)
+
+    @staticmethod
+    def stamp(frame: bytearray, now: float) -> bytearray:
+        struct.pack_into("<d", frame, wire.FRAME_HEAD.size - 8, now)
+        return frame
 
 
 def _frame(kind: int, now: float, payload: bytes) -> bytes:
