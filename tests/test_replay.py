@@ -23,7 +23,10 @@ from tests.policies import write_policy
 from tests.ros_helpers import RosHarness, WalkClient, stop_process, wait_until
 
 WALK = [sys.executable, "-m", "pupper_ros.walk"]
-OPEN_LOOP_RMS_RAD = 0.02  # same engine, same robot: what remains is the unknown start (body height, contacts)
+# Same engine, same robot: what remains is the start the log does not hold (body height, contacts). Measured
+# 0.007-0.009 rad over all joints, 0.015 for the worst joint, in 20-250 s logs.
+OPEN_LOOP_RMS_RAD = 0.015
+OPEN_LOOP_WORST_JOINT_RMS_RAD = 0.025
 
 
 def drive(watch: WalkClient, vx: float, seconds: float) -> None:
@@ -98,7 +101,9 @@ def test_open_loop_in_the_same_engine_reproduces_the_logged_joint_positions(walk
     log = read_flight_log(walk_log)
     result = replay_open_loop(log, "pybullet")
     assert len(result.time) == log.ticks - 1
-    assert np.all(result.joint_rms < OPEN_LOOP_RMS_RAD), dict(zip(log.joints, result.joint_rms.round(4)))
+    rms = dict(zip(log.joints, result.joint_rms.round(4)))
+    assert np.sqrt(np.mean(result.joint_rms ** 2)) < OPEN_LOOP_RMS_RAD, rms
+    assert np.all(result.joint_rms < OPEN_LOOP_WORST_JOINT_RMS_RAD), rms
     # The replay follows the log rather than holding still: the logged joints move far more than the RMS.
     assert np.all(log.joint_position.std(axis=0) > 2 * result.joint_rms)
     assert main([str(walk_log), "--open-loop", "--engine", "pybullet", "-o", str(tmp_path)]) == 0
