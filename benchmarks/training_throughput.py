@@ -64,7 +64,7 @@ def single_env_rate(seconds: float, engine: str = "pybullet", options: dict | No
     env = PupperEnv(load_config(overrides={"env": {"engine": engine}}))
     if options:  # the same environment over a simulation built another way
         env.sim.close()
-        env.sim = make_simulation(env.profile, engine, physics_dt=env.config.env.physics_dt, **options)
+        env.sim = make_simulation(env.profile, engine, physics_dt=env.physics_dt, **options)
     env.reset(seed=0)
     rng = np.random.default_rng(0)
     actions = rng.uniform(-0.3, 0.3, (1000, 12)).astype(np.float32)

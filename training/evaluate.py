@@ -93,14 +93,9 @@ def run_episode(env, policy, command, seconds: float, seed: int, frames: list | 
 
 
 def engine_overrides(engine: str, robot: str) -> dict:
-    """The env settings that put an evaluation in ``engine``: the engine, and in MuJoCo its reference step."""
-    from pupper_ros.robot_profile import load_robot_profile
-    from pupper_ros.sim import default_physics_dt
-
-    overrides = {"engine": engine}
-    if engine != "pybullet":
-        overrides["physics_dt"] = default_physics_dt(load_robot_profile(robot), engine)
-    return overrides
+    """The env settings that put an evaluation in ``engine``: the engine, at the robot profile's physics step for it
+    (in MuJoCo at most the reference model's 4 ms; ``pupper_ros.sim.default_physics_dt``)."""
+    return {"engine": engine, "physics_dt": 0.0}
 
 
 def _evaluate_command(args):

@@ -1,7 +1,10 @@
 """Left/right mirror of observations and actions, for rsl_rl's symmetry augmentation (Mittal et al., ICRA 2024).
 
-Mirroring swaps each right leg with its left twin and negates every joint value: Pupper's left joints turn the
-opposite way to their right twins (its default pose is antisymmetric, which ``mirror_maps`` checks).
+Mirroring swaps each right leg with its left twin. A joint value keeps or flips its sign depending on how the twin's
+axis sits in the URDF: a reflection through the body's xz-plane turns a rotation by q about axis a into a rotation by
+-q about the reflected axis, so a twin whose axis is the reflected one takes -q (every Pupper v3 joint), and a twin
+whose axis is the reflected one reversed takes +q (Pupper v2's hips and knees, whose axes all point the same way).
+``mirror_joint_signs`` reads this from the URDF and checks the default pose against it.
 """
 
 from __future__ import annotations
@@ -12,19 +15,48 @@ import torch
 from pupper_ros.contract import PolicyContract
 from pupper_ros.robot_profile import RobotProfile
 
-JOINT_SIGN = -1.0
+REFLECTION = np.diag([1.0, -1.0, 1.0])  # the body's left-right mirror (REP 103: y points left)
+_TWIN_SWAPS = (("_r_", "_l_"), ("right", "left"), ("Right", "Left"))
 
 
 def _twin(name: str) -> str:
-    return name.replace("_r_", "_L_").replace("_l_", "_r_").replace("_L_", "_l_")
+    for right, left in _TWIN_SWAPS:
+        if right in name or left in name:
+            return name.replace(right, "\0").replace(left, right).replace("\0", left)
+    raise ValueError(f"joint or link '{name}' names no side ({', '.join(r + '/' + l for r, l in _TWIN_SWAPS)})")
+
+
+def mirror_joint_signs(profile: RobotProfile) -> tuple[np.ndarray, np.ndarray]:
+    """(permutation, sign): joint j of the mirrored robot is ``sign[j] * q[perm[j]]`` of the original."""
+    from pupper_ros.sim.urdf import link_poses, parse
+
+    root = parse(profile.urdf_path)
+    poses = link_poses(root, {})
+    axes = {}
+    for joint in root.findall("joint"):
+        if joint.get("name") in profile.joints:
+            axis = np.array([float(v) for v in joint.find("axis").get("xyz").split()])
+            axes[joint.get("name")] = poses[joint.find("child").get("link")][0] @ axis  # in the base frame
+    joints = list(profile.joints)
+    perm = np.array([joints.index(_twin(j)) for j in joints])
+    sign = np.zeros(len(joints))
+    for j, name in enumerate(joints):
+        reflected, twin = REFLECTION @ axes[name], axes[joints[perm[j]]]
+        if np.allclose(twin, reflected, atol=1e-3):  # URDF angles are rounded (1.5708 for pi/2)
+            sign[j] = -1.0
+        elif np.allclose(twin, -reflected, atol=1e-3):
+            sign[j] = 1.0
+        else:
+            raise ValueError(f"{profile.name}: joint {name}'s axis {axes[name]} has no mirror twin (its twin "
+                             f"{joints[perm[j]]} turns about {twin})")
+    if not np.allclose(sign * profile.default_pose[perm], profile.default_pose):
+        raise ValueError(f"{profile.name}: default pose is not mirror-symmetric with joint signs {sign}")
+    return perm, sign
 
 
 def mirror_maps(contract: PolicyContract, profile: RobotProfile, critic_extra_feet_at: int | None = None):
     """(permutation, sign) for the actor observation, the action, and the critic observation."""
-    joints = list(profile.joints)
-    joint_perm = np.array([joints.index(_twin(j)) for j in joints])
-    if not np.allclose(JOINT_SIGN * profile.default_pose[joint_perm], profile.default_pose):
-        raise ValueError(f"{profile.name}: default pose is not mirror-symmetric with joint sign {JOINT_SIGN}")
+    joint_perm, joint_sign = mirror_joint_signs(profile)
     feet = list(profile.feet)
     foot_perm = np.array([feet.index(_twin(f)) for f in feet])
 
@@ -33,9 +65,9 @@ def mirror_maps(contract: PolicyContract, profile: RobotProfile, critic_extra_fe
         "projected_gravity": (np.arange(3), np.array([1.0, -1.0, 1.0])),
         "velocity_command": (np.arange(3), np.array([1.0, -1.0, -1.0])),
         "gait_clock": (np.arange(2), np.array([-1.0, -1.0])),  # the trot's diagonal pairs swap: half a period
-        "joint_position_offset": (joint_perm, np.full(len(joints), JOINT_SIGN)),
-        "joint_velocity": (joint_perm, np.full(len(joints), JOINT_SIGN)),
-        "last_action": (joint_perm, np.full(len(joints), JOINT_SIGN)),
+        "joint_position_offset": (joint_perm, joint_sign),
+        "joint_velocity": (joint_perm, joint_sign),
+        "last_action": (joint_perm, joint_sign),
     }
     perm, sign, start = [], [], 0
     for term in contract.terms:
@@ -48,7 +80,7 @@ def mirror_maps(contract: PolicyContract, profile: RobotProfile, critic_extra_fe
     n = contract.observation_size
     critic_perm = np.concatenate([obs_perm, n + np.arange(3), n + 3 + foot_perm, n + 7 + np.arange(3)])
     critic_sign = np.concatenate([obs_sign, [1.0, -1.0, 1.0], np.ones(4), np.ones(3)])
-    return (obs_perm, obs_sign), (joint_perm, np.full(len(joints), JOINT_SIGN)), (critic_perm, critic_sign)
+    return (obs_perm, obs_sign), (joint_perm, joint_sign), (critic_perm, critic_sign)
 
 
 def _apply(x: torch.Tensor, perm: np.ndarray, sign: np.ndarray) -> torch.Tensor:
