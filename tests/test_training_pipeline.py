@@ -146,3 +146,18 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     assert proc.returncode == 0, err
     assert "checkpoint saved" in err
     assert torch.load(run / "checkpoints" / "latest.pt", weights_only=False)["iteration"] >= 2
+
+
+def test_robustness_evaluations_use_the_reference_ranges_and_a_fixed_latency():
+    from training.config import load_config
+    from training.evaluate import evaluation_config
+
+    training = load_config().randomization
+    reference = evaluation_config("pupper_v3", "pybullet", 10.0, latency=0.02, reference=True).randomization
+    assert (reference.friction, reference.kp_scale, reference.kd_scale, reference.base_mass_scale) == (
+        (0.6, 1.4), (0.6, 1.1), (0.8, 1.5), (0.9, 1.3))
+    assert reference.latency_seconds == (0.02, 0.02)
+    assert training.friction != reference.friction  # the default evaluation keeps the training config's ranges
+    assert evaluation_config("pupper_v3", "pybullet", 10.0).randomization == training
+    v2 = evaluation_config("pupper_v2", "mujoco", 10.0)
+    assert v2.robot == "pupper_v2" and v2.env.engine == "mujoco" and v2.env.physics_dt == 0.0  # the profile's step

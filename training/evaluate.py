@@ -9,6 +9,7 @@ oscillation is not counted as error), after a 1 s settling time at the start of 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import multiprocessing as mp
 import sys
@@ -98,19 +99,28 @@ def engine_overrides(engine: str, robot: str) -> dict:
     return {"engine": engine, "physics_dt": 0.0}
 
 
+def evaluation_config(robot: str, engine: str, seconds: float, latency: float | None = None, reference: bool = False):
+    """The training config an evaluation runs: its robot and engine, episodes long enough, and for the robustness
+    checks the Pupper v3 reference randomization ranges (training/config.py, wider than training/default.yaml's)
+    and a fixed action latency."""
+    from training.config import RandomizationConfig, load_config
+
+    overrides = {"robot": robot, "env": {"episode_seconds": seconds + 1.0} | engine_overrides(engine, robot)}
+    if reference:
+        overrides["randomization"] = {k: list(v) if isinstance(v, tuple) else v
+                                      for k, v in dataclasses.asdict(RandomizationConfig()).items()}
+    if latency is not None:  # a fixed action latency instead of the randomized one
+        overrides.setdefault("randomization", {})["latency_seconds"] = [latency, latency]
+    return load_config(overrides=overrides)
+
+
 def _evaluate_command(args):
-    name, command, policy_path, episodes, seconds, randomize, seed, robot, engine, latency = args
+    name, command, policy_path, episodes, seconds, randomize, seed, robot, engine, latency, reference = args
     from pupper_ros.policy import load_policy
     from pupper_ros.robot_profile import load_robot_profile
-    from training.config import load_config
     from training.env import PupperEnv
 
-    env_overrides = {"episode_seconds": seconds + 1.0} | engine_overrides(engine, robot)
-    overrides = {"robot": robot, "env": env_overrides}
-    if latency is not None:  # a fixed action latency instead of the randomized one
-        overrides["randomization"] = {"latency_seconds": [latency, latency]}
-    config = load_config(overrides=overrides)
-    env = PupperEnv(config, randomize=randomize)
+    env = PupperEnv(evaluation_config(robot, engine, seconds, latency, reference), randomize=randomize)
     policy = load_policy(policy_path, load_robot_profile(robot))
     results = [run_episode(env, policy, command, seconds, seed + i) for i in range(episodes)]
     env.close()
@@ -175,14 +185,14 @@ def plot(traces: dict, path: Path) -> None:
 
 def evaluate(policy_path: Path, out_dir: Path, episodes: int = 20, seconds: float = 10.0, randomize: bool = True,
              seed: int = 1000, commands: dict | None = None, workers: int = 0, robot: str = "pupper_v3",
-             engine: str = "pybullet", latency: float | None = None) -> dict:
+             engine: str = "pybullet", latency: float | None = None, reference_randomization: bool = False) -> dict:
     from pupper_ros.robot_profile import load_robot_profile
     from pupper_ros.sim import check_engine
 
     check_engine(engine)
     commands = commands or command_suite(load_robot_profile(robot))
-    jobs = [(name, cmd, str(policy_path), episodes, seconds, randomize, seed, robot, engine, latency)
-            for name, cmd in commands.items()]
+    jobs = [(name, cmd, str(policy_path), episodes, seconds, randomize, seed, robot, engine, latency,
+             reference_randomization) for name, cmd in commands.items()]
     workers = workers or min(len(jobs), mp.cpu_count() or 1)
     if workers > 1:
         with mp.get_context("spawn").Pool(workers) as pool:
@@ -194,6 +204,7 @@ def evaluate(policy_path: Path, out_dir: Path, episodes: int = 20, seconds: floa
         "robot": robot,
         "engine": engine,
         "fixed_action_latency": latency,
+        "reference_randomization": reference_randomization,
         "episodes_per_command": episodes,
         "episode_seconds": seconds,
         "randomized_dynamics": randomize,
@@ -240,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine", default="pybullet", help="physics engine: pybullet or mujoco (extra 'mujoco')")
     parser.add_argument("--robot", default="pupper_v3", help="the robot the policy is for (a profile name)")
     parser.add_argument("--latency", type=float, metavar="SECONDS", help="a fixed action latency (robustness check)")
+    parser.add_argument("--reference-randomization", action="store_true",
+                        help="randomize over the Pupper v3 reference ranges (friction 0.6-1.4, kp x0.6-1.1, kd x0.8-1.5, "
+                             "base mass x0.9-1.3...) instead of the training config's (robustness check)")
     args = parser.parse_args(argv)
 
     from pupper_ros.policy import PolicyLoadError, load_policy
@@ -261,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     commands = {"custom": tuple(args.command)} if args.command else None
     metrics = evaluate(args.policy, args.out, args.episodes, args.seconds, not args.no_randomize, args.seed, commands, args.workers,
-                       robot=args.robot, engine=args.engine, latency=args.latency)
+                       robot=args.robot, engine=args.engine, latency=args.latency,
+                       reference_randomization=args.reference_randomization)
     print(f"{'command':14s} {'falls':>5s} {'lin err':>8s} {'yaw err':>8s} {'drift':>7s} {'dist m':>7s} {'energy J':>9s}")
     for name, m in metrics["commands"].items():
         print(f"{name:14s} {m['falls']:5d} {m['linear_tracking_error']:8.3f} {m['yaw_tracking_error']:8.3f} "
