@@ -190,6 +190,16 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
+    def physics_dt(self) -> float:
+        """The physics step the environment runs: ``env.physics_dt``, or if that is 0 the robot profile's step for
+        the engine (``pupper_ros.sim.default_physics_dt``)."""
+        if self.env.physics_dt:
+            return self.env.physics_dt
+        from pupper_ros.robot_profile import load_robot_profile
+        from pupper_ros.sim import default_physics_dt
+
+        return default_physics_dt(load_robot_profile(self.robot), self.env.engine)
+
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 

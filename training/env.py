@@ -16,7 +16,7 @@ import numpy as np
 from pupper_ros.contract import CURRENT_CONTRACT, ActionMapping, GaitClock, ObservationBuilder, projected_gravity
 from pupper_ros.robot_profile import load_robot_profile
 from pupper_ros.safety import TargetEnvelope
-from pupper_ros.sim import default_physics_dt, make_simulation
+from pupper_ros.sim import make_simulation
 from pupper_ros.sim.simulation import NOMINAL_GROUND_FRICTION, tilt
 from training.config import TrainConfig, load_config
 from training.rewards import RewardInputs, total_reward
@@ -33,7 +33,7 @@ class PupperEnv(gym.Env):
         self.render_mode = render_mode
         self.profile = load_robot_profile(self.config.robot)
         self.contract = CURRENT_CONTRACT
-        self.physics_dt = self.config.env.physics_dt or default_physics_dt(self.profile, self.config.env.engine)
+        self.physics_dt = self.config.physics_dt()
         self.sim = make_simulation(self.profile, self.config.env.engine, physics_dt=self.physics_dt)
         self.decimation = max(1, round(self.contract.control_period / self.physics_dt))
         self.dt = self.decimation * self.physics_dt
