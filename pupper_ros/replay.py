@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pupper_ros import resources
+from pupper_ros import replay_plots, resources
 from pupper_ros.flight_log import FlightLog, FlightLogError, read_flight_log
 from pupper_ros.flight_recorder import file_digest
 
@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.out is not None:
-            from pupper_ros import replay_plots  # fail before a long replay, not after it
+            replay_plots.pyplot()  # fail before a long replay, not after it
         log = read_flight_log(args.log)
         if not log.complete:
             print(f"pupper-replay: warning: {log.end}", file=sys.stderr)

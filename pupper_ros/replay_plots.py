@@ -1,22 +1,33 @@
-"""The PNG plots of ``pupper-replay -o DIR``: replayed against logged, per joint and per body axis (matplotlib)."""
+"""The PNG plots of ``pupper-replay -o DIR``: replayed against logged, per joint and per body axis.
+
+matplotlib (the ``replay`` extra) is imported when a plot is asked for, so the robot's install, which has no
+matplotlib, still imports every runtime module.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+def pyplot():
+    """matplotlib's pyplot on a file-only backend; ImportError (naming matplotlib) where it is not installed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot
+
+    return matplotlib.pyplot
 
 
 def _joint_grid(log, title: str):
+    plt = pyplot()
     fig, axes = plt.subplots(3, 4, figsize=(16, 9), sharex=True)
     fig.suptitle(title)
     return fig, axes.T.ravel()[: len(log.joints)]  # a column per leg, in the profile's order
 
 
 def _save(fig, path: Path) -> Path:
+    plt = pyplot()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
@@ -36,6 +47,7 @@ def policy_plots(log, result, out: Path) -> list[Path]:
 
 
 def sim_plots(log, result, out: Path) -> list[Path]:
+    plt = pyplot()
     slug = result.mode.replace(" ", "_")
     paths = []
     fig, axes = _joint_grid(log, f"{result.mode} in {result.engine}: joint positions (rad), logged against simulated")
