@@ -176,10 +176,14 @@ class FlightRecorder:
         self._closed = False
         self._last_state = None
         self._wait_when_full = wait_when_full  # lock-step simulation has no wall clock to keep: it waits instead
-        self._send_blocking(_frame(wire.CONFIG, 0.0, json.dumps(config).encode()))
-        ready = self._process.stdout.readline()
+        try:
+            self._send_blocking(_frame(wire.CONFIG, 0.0, json.dumps(config).encode()))
+            ready = self._process.stdout.readline()
+        except OSError:  # the writer died before reading its configuration
+            ready = b""
         status = json.loads(ready) if ready.strip() else {}
         if not status.get("ready"):
+            self._process.stdin.close()
             self._process.wait(timeout=10)
             problem = status.get("error") or f"the writer process exited with {self._process.returncode}"
             raise RecorderError(f"cannot write the flight log {self.path}: {problem}")

@@ -17,7 +17,7 @@ from pupper_ros import resources
 from pupper_ros.contract import CURRENT_CONTRACT
 from pupper_ros.flight_log import iter_messages
 from pupper_ros.flight_recorder import (ACTION, DIAGNOSTICS, HEADER_TOPIC, IMU, JOINT_COMMANDS, JOINT_STATES, OBSERVATION, STATE,
-                                        FlightRecorder, file_digest)
+                                        FlightRecorder, RecorderError, file_digest)
 from pupper_ros.policy import load_policy
 from pupper_ros.safety import JointCommand, SensorSample, State
 from tests.ros_helpers import RosHarness, WalkClient, stop_process
@@ -169,3 +169,10 @@ def test_a_disk_error_stops_recording_not_the_caller_and_close_still_returns(tmp
     assert "File too large" in recorder.error
     assert recorder.dropped > 0 and recorder.status()["recorder error"] == recorder.error
     assert {HEADER_TOPIC, JOINT_COMMANDS} <= topics_in(tmp_path / "full_disk.mcap")  # what got out is readable
+
+
+def test_a_log_on_a_full_disk_fails_at_once_naming_the_file(profile):
+    """/dev/full takes the open but fails every write: the header cannot be written, so recording cannot start."""
+    policy = load_policy(resources.default_policy_path(profile.name), profile)
+    with pytest.raises(RecorderError, match="cannot write the flight log /dev/full: OSError: .*No space left on device"):
+        FlightRecorder("/dev/full", profile, policy, {}, "sim")
