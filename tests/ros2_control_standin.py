@@ -30,7 +30,7 @@ import time
 
 import numpy as np
 import rclpy
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from nav_msgs.msg import Odometry
@@ -108,7 +108,10 @@ class Ros2ControlStandIn:
         self.silent = False
         self.published = 0
         self._stop = threading.Event()
-        self._executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        # One executor thread: with rclpy's MultiThreadedExecutor (2 threads) the physics thread lost the GIL to its
+        # pool for up to 1.2 s at a time, and /joint_states went silent for 100-380 ms in 3 runs of 4 (measured
+        # 2026-12-02: the gaps were in the stand-in's own stamps, so the daemon only saw them).
+        self._executor = SingleThreadedExecutor(context=self.context)
         for node in [c.node for c in self.controllers.values()] + [self.broadcaster, self.imu_node]:
             self._executor.add_node(node)
         self._threads = [threading.Thread(target=self._spin, daemon=True), threading.Thread(target=self._run, daemon=True)]

@@ -1,10 +1,7 @@
 """The ros2_control backend against the stand-in for Pupper v3's stack (tests/ros2_control_standin.py, named so:
 controller_manager is not installable here): configure through pupper-walk --backend ros2_control with the stand-in
-as a process of its own, and the backend in-process for the bad inputs.
-
-Not here yet: the daemon standing and walking the stand-in end to end. Those tests passed under load and then, on an
-idle machine, the daemon's backend saw gaps of 500 ms in /joint_states in 3 of 6 runs while the stand-in alone
-publishes with gaps under 8 ms; the cause is not found, so they are left out rather than left flaky."""
+as a process of its own, and the backend in-process for the bad inputs; end to end, the daemon walks the stand-in,
+faults to damping when it falls silent, and leaves damping on the wire when it is stopped."""
 
 import signal
 import subprocess
@@ -23,7 +20,7 @@ from std_msgs.msg import Float64MultiArray
 from pupper_ros.backends import BackendError
 from pupper_ros.backends.ros2_control_backend import Ros2ControlBackend
 from tests.ros2_control_standin import Ros2ControlStandIn, StandInProcess
-from tests.ros_helpers import EVENTUALLY_S, RosHarness
+from tests.ros_helpers import EVENTUALLY_S, RosHarness, WalkClient, stop_process
 
 
 
@@ -163,3 +160,43 @@ def test_bad_messages_are_dropped_and_counted_with_a_reason(profile, standin):
     finally:
         bad.destroy_node()
         backend.close()
+
+
+def _walking(ros, client, proc) -> None:
+    assert ros.spin_until(lambda: client.state == "WALKING", timeout=60), (client.states, proc.poll())
+
+
+def test_the_daemon_walks_the_standin_forward_and_sigterm_leaves_damping_on_the_wire(ros):
+    watch, client = RobotWatch(ros), WalkClient(ros)
+    with StandInProcess():
+        proc = start_walk()
+        try:
+            _walking(ros, client, proc)
+            # the stand-in's own ground truth (its simulator's body velocity), after a second to get going
+            speeds = client.drive(0.3, 6.0, measure=lambda: watch.speed, settle=1.0)
+            print(f"walked the stand-in at {np.mean(speeds):.3f} m/s for 0.3 commanded ({len(speeds)} readings)")
+            assert speeds and abs(np.mean(speeds) - 0.3) < 0.1, f"walked {np.mean(speeds):.3f} m/s for 0.3 commanded"
+            assert client.state == "WALKING"
+            assert stop_process(proc, signal.SIGTERM) == 0
+            # This stack has no command watchdog: the last command the controllers got must be damping.
+            assert ros.spin_until(watch.damping, timeout=EVENTUALLY_S), watch.last.get("kp")
+        finally:
+            stop_and_read(proc)
+
+
+def test_a_silent_robot_latches_damping_and_kp_zero_reaches_its_controller(ros):
+    watch, client = RobotWatch(ros), WalkClient(ros)
+    with StandInProcess() as standin:
+        proc = start_walk()
+        try:
+            _walking(ros, client, proc)
+            assert not watch.damping()
+            standin.go_silent()
+            assert client.wait_state("DAMPING", timeout=EVENTUALLY_S), client.states
+            assert ros.spin_until(watch.damping, timeout=EVENTUALLY_S), watch.last.get("kp")
+            def faults():
+                return [kv.value for d in client.diagnostics for status in d.status for kv in status.values if kv.key == "fault"]
+
+            assert ros.spin_until(lambda: any("sensor sample" in f for f in faults()), timeout=EVENTUALLY_S), faults()[-3:]
+        finally:
+            stop_and_read(proc)
