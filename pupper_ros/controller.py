@@ -34,10 +34,7 @@ class Controller:
         self.last_action = np.zeros(n)
         self.policy_target = profile.default_pose.copy()
         self.command = JointCommand(n)
-        # The sample the last tick used, copied: a backend may refresh its own sample in place once the command is
-        # written (the simulator steps inside write), and the recorder and telemetry read this after the tick.
-        self.sample: SensorSample | None = None
-        self._tick_sample = SensorSample.zeros(n)
+        self.sample: SensorSample | None = None  # the sample the last tick used (the backend keeps it until the next)
         self._gravity = np.zeros(3)
         self._ticks = 0
         self._policy_was_needed = False
@@ -65,9 +62,6 @@ class Controller:
         with self.lock:
             sup = self.supervisor
             sample = self.backend.latest_sample(now)
-            if sample is not None:
-                self._tick_sample.copy_from(sample)
-                sample = self._tick_sample
             self.sample = sample
             needed = sup.needs_policy
             if needed and not self._policy_was_needed:

@@ -206,10 +206,9 @@ class FlightRecorder:
         with self._drop_lock:
             self._handover_dropped += records
 
-    def _send(self, data, records: int) -> None:
-        """One write (``data``: bytes, or a list of buffers written by one ``writev``) of at most PIPE_BUF bytes: the
-        pipe takes all of it or none, so a tick is in the log whole or not at all and threads never interleave."""
-        parts = data if isinstance(data, list) else [data]
+    def _send(self, parts: list, records: int) -> None:
+        """One ``writev`` of these frames, at most PIPE_BUF bytes in all: the pipe takes all of it or none, so a tick
+        is in the log whole or not at all and threads never interleave."""
         if self._closed or sum(len(part) for part in parts) > select.PIPE_BUF:
             self._drop(records)
             return
@@ -217,7 +216,7 @@ class FlightRecorder:
             os.writev(self._fd, parts)
         except BlockingIOError:
             if self._wait_when_full and self._wait_writable():
-                self._send(data, records)
+                self._send(parts, records)
             else:
                 self._drop(records)
         except OSError as exc:  # the writer process is gone
@@ -257,12 +256,12 @@ class FlightRecorder:
         self._send(parts, records)
 
     def record_cmd_vel(self, now: float, linear: tuple, angular: tuple) -> None:
-        self._send(_frame(wire.CMD_VEL, now, struct.pack("<6d", *linear, *angular)), 1)
+        self._send([_frame(wire.CMD_VEL, now, struct.pack("<6d", *linear, *angular))], 1)
 
     def record_diagnostics(self, now: float, level, name: str, message: str, hardware_id: str, values: dict) -> None:
         """One DiagnosticStatus as published; ``level`` as rclpy gives it (a one-byte ``bytes``) or an int."""
         level = level[0] if isinstance(level, bytes) else int(level)
-        self._send(_frame(wire.DIAGNOSTICS, now, msgpack.packb([level, name, message, hardware_id, dict(values)])), 1)
+        self._send([_frame(wire.DIAGNOSTICS, now, msgpack.packb([level, name, message, hardware_id, dict(values)]))], 1)
 
     # --- the writer's side ---------------------------------------------------------------------------------------
     def _read_status(self) -> None:

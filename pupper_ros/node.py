@@ -131,6 +131,9 @@ class WalkNode(LifecycleNode):
     def _param(self, name):
         return self.get_parameter(name).value
 
+    def _param_values(self) -> dict:
+        return {p.name: self._param(p.name) for p in PARAMETERS}
+
     def _configure(self) -> None:
         backend_name = self._param("backend")
         try:
@@ -156,7 +159,7 @@ class WalkNode(LifecycleNode):
             raise ConfigurationError(f"parameter 'control_rate' {rate} Hz must be a whole multiple of the policy's {policy_rate} Hz")
         period = 1.0 / rate
         try:
-            limits = safety_limits({p.name: self._param(p.name) for p in PARAMETERS}, profile, period)
+            limits = safety_limits(self._param_values(), profile, period)
             supervisor = SafetySupervisor(profile, limits, policy.info.command_low, policy.info.command_high)
         except ValueError as exc:
             raise ConfigurationError(f"parameter '{str(exc).split()[0]}': {exc}") from exc
@@ -212,9 +215,8 @@ class WalkNode(LifecycleNode):
             return None
         from pupper_ros.flight_recorder import FlightRecorder, RecorderError
 
-        parameters = {p.name: self._param(p.name) for p in PARAMETERS}
         try:
-            return FlightRecorder(path, self.profile, self.policy, parameters, backend_name,
+            return FlightRecorder(path, self.profile, self.policy, self._param_values(), backend_name,
                                   wait_when_full=self.backend.lockstep)
         except RecorderError as exc:
             raise ConfigurationError(f"parameter 'record_log': {exc}") from exc
@@ -272,7 +274,7 @@ class WalkNode(LifecycleNode):
         if self.controller is not None:
             self._stop_in_damping(SHUT_DOWN)
             self.controller.backend.close()
-        if getattr(self, "recorder", None) is not None:
+        if self.recorder is not None:
             self.recorder.close()
             self.get_logger().info(f"flight log {self.recorder.path}: {self.recorder.written} records, "
                                    f"{self.recorder.dropped} dropped")

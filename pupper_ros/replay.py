@@ -144,10 +144,10 @@ class SimReplay:
 
 
 def _simulation(profile, engine: str, period: float):
-    from pupper_ros.sim import default_physics_dt, make_simulation
+    """The simulation the sim backend runs at this control period."""
+    from pupper_ros.sim import control_substeps, make_simulation
 
-    substeps = max(1, round(period / default_physics_dt(profile, engine)))
-    return make_simulation(profile, engine, physics_dt=period / substeps)
+    return make_simulation(profile, engine, physics_dt=period / control_substeps(profile, engine, period))
 
 
 def _place_at_logged_start(sim, log: FlightLog) -> None:

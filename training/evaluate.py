@@ -93,7 +93,7 @@ def run_episode(env, policy, command, seconds: float, seed: int, frames: list | 
     )
 
 
-def engine_overrides(engine: str, robot: str) -> dict:
+def engine_overrides(engine: str) -> dict:
     """The env settings that put an evaluation in ``engine``: the engine, at the robot profile's physics step for it
     (in MuJoCo at most the reference model's 4 ms; ``pupper_ros.sim.default_physics_dt``)."""
     return {"engine": engine, "physics_dt": 0.0}
@@ -105,7 +105,7 @@ def evaluation_config(robot: str, engine: str, seconds: float, latency: float | 
     and a fixed action latency."""
     from training.config import RandomizationConfig, load_config
 
-    overrides = {"robot": robot, "env": {"episode_seconds": seconds + 1.0} | engine_overrides(engine, robot)}
+    overrides = {"robot": robot, "env": {"episode_seconds": seconds + 1.0} | engine_overrides(engine)}
     if reference:
         overrides["randomization"] = {k: list(v) if isinstance(v, tuple) else v
                                       for k, v in dataclasses.asdict(RandomizationConfig()).items()}

@@ -25,7 +25,9 @@ class Backend(ABC):
 
     @abstractmethod
     def latest_sample(self, now: float) -> SensorSample | None:
-        """The newest sensor sample, stamped on the control loop's clock; never blocks."""
+        """The newest sensor sample, stamped on the control loop's clock; never blocks. The object returned keeps
+        its values until the next ``latest_sample`` call (``write`` does not change it): the recorder and telemetry
+        read the sample a tick used after the tick."""
 
     @abstractmethod
     def write(self, command: JointCommand, now: float) -> None:

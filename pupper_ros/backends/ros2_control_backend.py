@@ -58,8 +58,7 @@ class Ros2ControlBackend(Backend):
         self._index = {name: i for i, name in enumerate(profile.joints)}
         self._lock = threading.Lock()
         self._joints_at = self._imu_at = -math.inf  # arrival times (time.monotonic) of the newest valid messages
-        self._sample = SensorSample(0.0, np.zeros(n), np.zeros(n), np.array([0.0, 0.0, 0.0, 1.0]), np.zeros(3), np.zeros(3))
-        self._out = SensorSample(0.0, np.zeros(n), np.zeros(n), np.array([0.0, 0.0, 0.0, 1.0]), np.zeros(3), np.zeros(3))
+        self._sample, self._out = SensorSample.zeros(n), SensorSample.zeros(n)
         self.dropped: dict[str, int] = {"joint_states": 0, "imu": 0}
         self.drop_reason: dict[str, str] = {"joint_states": "", "imu": ""}
         self._dropped_at: dict[str, float] = {"joint_states": -math.inf, "imu": -math.inf}
@@ -234,13 +233,9 @@ class Ros2ControlBackend(Backend):
         with self._lock:
             if self._joints_at == -math.inf or self._imu_at == -math.inf:
                 return None
-            s, out = self._sample, self._out
+            out = self._out
+            out.copy_from(self._sample)
             out.stamp = min(self._joints_at, self._imu_at)  # the older stream decides how stale the sample is
-            out.joint_position[:] = s.joint_position
-            out.joint_velocity[:] = s.joint_velocity
-            out.orientation[:] = s.orientation
-            out.angular_velocity[:] = s.angular_velocity
-            out.linear_acceleration[:] = s.linear_acceleration
             return out
 
     def write(self, command: JointCommand, now: float) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 from pupper_ros.backends.backend import Backend, BackendError
 from pupper_ros.robot_profile import RobotProfile
 from pupper_ros.safety import JointCommand, SensorSample
-from pupper_ros.sim import DEFAULT_ENGINE, default_physics_dt, make_simulation
+from pupper_ros.sim import DEFAULT_ENGINE, control_substeps, make_simulation
 from pupper_ros.rotations import rotation_matrix
 from pupper_ros.sim.simulation import GRAVITY, Simulation
 
@@ -28,19 +28,19 @@ class SimBackend(Backend):
         self._physics_dt = physics_dt
         self.sim: Simulation | None = None
         self._substeps = 1
-        self._sample: SensorSample | None = None
+        self._sample: SensorSample | None = None  # refreshed by write, as the simulation steps
+        self._out: SensorSample | None = None  # what latest_sample hands out: unchanged until the next call
         self._last_velocity_world = np.zeros(3)
 
     def open(self) -> None:
-        dt = self._physics_dt or default_physics_dt(self.profile, self.engine)
-        self._substeps = max(1, round(self.control_period / dt))
+        self._substeps = control_substeps(self.profile, self.engine, self.control_period, self._physics_dt)
         self.sim = make_simulation(self.profile, self.engine, physics_dt=self.control_period / self._substeps, gui=self.gui)
         # The robot starts lying on its belly with limp legs, as a real robot does before activation.
         self.sim.reset(joint_position=self.profile.default_pose, base_height=self.profile.standing_height)
         self.sim.set_targets(self.profile.default_pose, kp=0.0, kd=0.1)
         self.sim.step(int(round(1.0 / self.sim.physics_dt)))
         n = self.profile.num_joints
-        self._sample = SensorSample(0.0, np.zeros(n), np.zeros(n), np.array([0, 0, 0, 1.0]), np.zeros(3), np.zeros(3))
+        self._sample, self._out = SensorSample.zeros(n), SensorSample.zeros(n)
         self._refresh(0.0)
 
     def _refresh(self, now: float) -> None:
@@ -59,8 +59,9 @@ class SimBackend(Backend):
 
     def latest_sample(self, now: float) -> SensorSample | None:
         # The simulator's state is current by construction: its sensors are never stale.
-        self._sample.stamp = now
-        return self._sample
+        self._out.copy_from(self._sample)
+        self._out.stamp = now
+        return self._out
 
     def write(self, command: JointCommand, now: float) -> None:
         if self.sim is None:

@@ -21,6 +21,13 @@ DEFAULT_ENGINE = "pybullet"
 MUJOCO_PHYSICS_DT = 0.004  # the Pupper v3 reference model's step
 
 
+def control_substeps(profile: RobotProfile, engine: str, control_period: float, physics_dt: float | None = None) -> int:
+    """How many physics steps one control period is cut into: as many as make each step no longer than
+    ``physics_dt`` (default: ``default_physics_dt``), rounded; the simulation then steps ``control_period /
+    substeps``."""
+    return max(1, round(control_period / (physics_dt or default_physics_dt(profile, engine))))
+
+
 def default_physics_dt(profile: RobotProfile, engine: str) -> float:
     """The physics step an engine runs this robot at unless told otherwise: the profile's (the step at which
     explicit PD on this model is stable), and for MuJoCo at most the reference model's 4 ms."""
