@@ -1,4 +1,7 @@
-"""The built-in demo: a command script sent over /cmd_vel, measured on /odom, summarised as a table."""
+"""The built-in demo: a command script sent over /cmd_vel, measured on an odometry topic, summarised as a table.
+
+The sim backend publishes its ground truth on /odom. A robot has no ground truth: with no odometry on the topic
+the demo still plays its script once the robot walks, and the table says it was not measured."""
 
 from __future__ import annotations
 
@@ -23,6 +26,8 @@ SCRIPT = (
     ("stop", 3.0, (0.0, 0.0, 0.0)),
 )
 SETTLE_SECONDS = 1.0  # the start of each segment is acceleration, not tracking
+ODOMETRY_WAIT_SECONDS = 3.0  # after WALKING, how long to wait for a first odometry message before playing unmeasured
+WALKING_WAIT_SECONDS = 30.0
 
 
 @dataclass
@@ -36,14 +41,15 @@ class Segment:
 
 
 class DemoDriver(Node):
-    """Waits for WALKING, then plays ``SCRIPT`` on /cmd_vel at 20 Hz and records /odom."""
+    """Waits for WALKING, then plays ``SCRIPT`` on /cmd_vel at 20 Hz and records ``odom_topic``."""
 
-    def __init__(self, walk_node_name: str = "pupper_walk", script=SCRIPT):
-        super().__init__("pupper_demo")
+    def __init__(self, walk_node_name: str = "pupper_walk", script=SCRIPT, odom_topic: str = "/odom", context=None):
+        super().__init__("pupper_demo", context=context)
         self.segments = [Segment(n, s, c) for n, s, c in script]
         self.cmd_pub = self.create_publisher(Twist, "/cmd_vel", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
         self.create_subscription(String, f"/{walk_node_name}/state", self._on_state, state_qos())
-        self.create_subscription(Odometry, "/odom", self._on_odom, 50)
+        self.odom_topic = odom_topic
+        self.create_subscription(Odometry, odom_topic, self._on_odom, 50)
         self.timer = self.create_timer(0.05, self._on_timer)
         self.state = "INACTIVE"
         self.states_seen: list[str] = []
@@ -53,6 +59,7 @@ class DemoDriver(Node):
         self.failed = ""
         self.pose = None
         self.waited = 0.0
+        self.waited_walking = 0.0
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -77,14 +84,16 @@ class DemoDriver(Node):
         now = self._now()
         if self.index < 0:
             self.waited += 0.05
-            if self.state == "WALKING" and self.pose is not None:
-                self._begin(0, now)
-            elif self.waited > 30.0:
+            if self.state == "WALKING":
+                self.waited_walking += 0.05
+                if self.pose is not None or self.waited_walking >= ODOMETRY_WAIT_SECONDS:
+                    self._begin(0, now)
+            elif self.waited > WALKING_WAIT_SECONDS:
                 self.failed, self.done = f"robot never reached WALKING (state {self.state})", True
             return
         segment = self.segments[self.index]
         if now - self.segment_started >= segment.seconds:
-            segment.end = self.pose.copy()
+            segment.end = self._pose()
             if self.index + 1 == len(self.segments):
                 self.cmd_pub.publish(Twist())
                 self.done = True
@@ -98,8 +107,11 @@ class DemoDriver(Node):
     def _begin(self, index: int, now: float) -> None:
         self.index = index
         self.segment_started = now
-        self.segments[index].start = self.pose.copy()
+        self.segments[index].start = self._pose()
         self.get_logger().info(f"demo: {self.segments[index].name} {self.segments[index].command}")
+
+    def _pose(self) -> np.ndarray:
+        return self.pose.copy() if self.pose is not None else np.full(3, math.nan)
 
     def table(self) -> str:
         lines = [f"{'segment':10s} {'commanded vx vy yaw':>21s}   {'measured vx vy yaw':>21s}   {'distance m':>10s}"]
@@ -111,4 +123,7 @@ class DemoDriver(Node):
             distance = float(np.linalg.norm(end[:2] - s.start[:2]))
             lines.append(f"{s.name:10s} {s.command[0]:6.2f} {s.command[1]:6.2f} {s.command[2]:6.2f}   "
                          f"{measured[0]:6.2f} {measured[1]:6.2f} {measured[2]:6.2f}   {distance:10.2f}")
+        if self.index >= 0 and not any(s.samples for s in self.segments):
+            lines.append(f"not measured: no nav_msgs/Odometry arrived on {self.odom_topic} (the sim backend publishes "
+                         "/odom; for a robot, pass an odometry topic with --demo-odom)")
         return "\n".join(lines)

@@ -46,6 +46,21 @@ def state_qos() -> QoSProfile:
 TWIST_TYPES = {False: "geometry_msgs/msg/Twist", True: "geometry_msgs/msg/TwistStamped"}
 
 
+def odometry_message(stamp, child_frame: str, position, orientation, linear_body, angular_body) -> Odometry:
+    """Ground truth as nav_msgs/Odometry: pose in ``odom``, twist in the child frame (REP 105)."""
+    odom = Odometry()
+    odom.header.stamp = stamp
+    odom.header.frame_id = "odom"
+    odom.child_frame_id = child_frame
+    p, o = odom.pose.pose.position, odom.pose.pose.orientation
+    p.x, p.y, p.z = (float(v) for v in position)
+    o.x, o.y, o.z, o.w = (float(v) for v in orientation)
+    t = odom.twist.twist
+    t.linear.x, t.linear.y, t.linear.z = (float(v) for v in linear_body)
+    t.angular.x, t.angular.y, t.angular.z = (float(v) for v in angular_body)
+    return odom
+
+
 class ConfigurationError(ValueError):
     """A parameter, profile or policy that cannot be used; the message names it."""
 
@@ -373,18 +388,9 @@ class WalkNode(LifecycleNode):
             self.imu_pub.publish(imu)
         if self.odom_pub is not None and truth is not None:
             position, orientation, linear, angular = truth
-            odom = Odometry()
-            odom.header.stamp = stamp
-            odom.header.frame_id = "odom"
-            odom.child_frame_id = self.profile.base_link
-            odom.pose.pose.position.x, odom.pose.pose.position.y, odom.pose.pose.position.z = (float(v) for v in position)
-            o = odom.pose.pose.orientation
-            o.x, o.y, o.z, o.w = (float(v) for v in orientation)
-            rot = rotation_matrix(orientation)  # the twist is in the child frame (REP 105 / nav_msgs)
-            lin_body, ang_body = rot.T @ linear, rot.T @ angular
-            odom.twist.twist.linear.x, odom.twist.twist.linear.y, odom.twist.twist.linear.z = (float(v) for v in lin_body)
-            odom.twist.twist.angular.x, odom.twist.twist.angular.y, odom.twist.twist.angular.z = (float(v) for v in ang_body)
-            self.odom_pub.publish(odom)
+            rot = rotation_matrix(orientation)
+            self.odom_pub.publish(odometry_message(stamp, self.profile.base_link, position, orientation,
+                                                   rot.T @ linear, rot.T @ angular))
 
     def _cmd_vel_type_problem(self) -> str:
         others = [i for i in self.get_publishers_info_by_topic("/cmd_vel") if i.topic_type != self._cmd_type]

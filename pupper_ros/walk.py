@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lockstep", action="store_true", default=None, help="simulate as fast as possible instead of in real time")
     parser.add_argument("--no-autostart", action="store_true", help="wait for lifecycle transitions (as under launch)")
     parser.add_argument("--demo", action="store_true", help="walk a built-in /cmd_vel script, print a summary, exit")
+    parser.add_argument("--demo-odom", default="/odom", metavar="TOPIC",
+                        help="with --demo: the nav_msgs/Odometry topic to measure the walk on (default /odom, which the "
+                             "sim backend publishes; with none, the demo plays unmeasured)")
     parser.add_argument("--record-log", metavar="FILE.mcap", help="flight recorder: write every control tick to an MCAP file (parameter record_log)")
     parser.add_argument("--record", type=Path, metavar="FILE", help="with the sim backend: write an animated GIF of the run")
     return parser
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.demo:
             from pupper_ros.demo import DemoDriver
 
-            demo = DemoDriver()
+            demo = DemoDriver(odom_topic=args.demo_odom)
             executor.add_node(demo)
         while not stop.is_set() and rclpy.ok() and not (demo is not None and demo.done):
             executor.spin_once(timeout_sec=0.05)

@@ -13,8 +13,9 @@ as a faster policy and the robot walk faster than commanded.
   ``std_msgs/Float64MultiArray`` on ``/<name>/commands``. Like the real stack it has no command watchdog.
 
 In-process (``Ros2ControlStandIn(profile).start()``), or as a process of its own, as ros2_control runs on the robot
-(``python -m tests.ros2_control_standin``; ``StandInProcess`` in the tests): then it also publishes the robot's true
-body velocity on ``/standin/odom`` (a test-only topic), prints ``ready`` once it broadcasts, and goes silent when
+(``python -m tests.ros2_control_standin``; ``StandInProcess`` in the tests): then it also publishes the robot's ground
+truth as nav_msgs/Odometry on ``/standin/odom`` (a test-only topic; ``pupper-walk --demo --demo-odom /standin/odom``
+measures the demo on it), prints ``ready`` once it broadcasts, and goes silent when
 ``silent`` is written to its standard input.
 """
 
@@ -213,6 +214,7 @@ class Ros2ControlStandIn:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pupper_ros.node import odometry_message
     from pupper_ros.robot_profile import load_robot_profile
 
     parser = argparse.ArgumentParser(prog="python -m tests.ros2_control_standin", description=__doc__,
@@ -229,10 +231,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def publish_truth():
         state = robot.ground_truth()
-        odom = Odometry()
-        odom.header.stamp = odom_node.get_clock().now().to_msg()
-        odom.twist.twist.linear.x, odom.twist.twist.linear.y, odom.twist.twist.linear.z = state.base_linear_velocity.tolist()
-        odom_pub.publish(odom)
+        odom_pub.publish(odometry_message(odom_node.get_clock().now().to_msg(), robot.profile.base_link,
+                                          state.base_position, state.base_orientation,
+                                          state.base_linear_velocity, state.base_angular_velocity))
 
     odom_node.create_timer(0.02, publish_truth)
     robot._executor.add_node(odom_node)

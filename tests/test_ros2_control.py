@@ -200,3 +200,23 @@ def test_a_silent_robot_latches_damping_and_kp_zero_reaches_its_controller(ros):
             assert ros.spin_until(lambda: any("sensor sample" in f for f in faults()), timeout=EVENTUALLY_S), faults()[-3:]
         finally:
             stop_and_read(proc)
+
+
+def test_the_demo_walks_the_standin_measured_on_its_ground_truth_and_ends_in_damping(ros):
+    """The README's demo against the stand-in: pupper-walk --backend ros2_control --demo --demo-odom /standin/odom."""
+    watch = RobotWatch(ros)
+    with StandInProcess():
+        result = subprocess.run([sys.executable, "-m", "pupper_ros.walk", "--backend", "ros2_control", "--demo",
+                                 "--demo-odom", "/standin/odom", "--ros-args", "-p", f"sensor_timeout:={SENSOR_TIMEOUT_S}"],
+                                capture_output=True, text=True, timeout=180)
+        print(result.stdout)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "faults: none" in result.stdout
+        rows = {line[:10].strip(): line[10:].split() for line in result.stdout.splitlines()
+                if line[:10].strip() in ("forward", "turn left", "backward")}
+        measured = {name: [float(v) for v in values[3:6]] for name, values in rows.items()}
+        assert abs(measured["forward"][0] - 0.3) < 0.1, measured
+        assert abs(measured["backward"][0] + 0.3) < 0.1, measured
+        assert abs(measured["turn left"][2] - 1.0) < 0.2, measured
+        # the daemon exited by itself at the end of the script: the last command on the wire is damping
+        assert ros.spin_until(watch.damping, timeout=EVENTUALLY_S), watch.last.get("kp")

@@ -95,3 +95,26 @@ def test_help_lists_every_parameter():
     assert result.returncode == 0
     for p in PARAMETERS:
         assert p.name in result.stdout
+
+
+def test_without_odometry_the_demo_plays_its_script_unmeasured_and_says_so(ros):
+    """A robot has no ground truth on /odom: the demo must not wait for it forever (DemoDriver in-process, a short script)."""
+    import rclpy
+    from geometry_msgs.msg import Twist
+    from std_msgs.msg import String
+
+    from pupper_ros.demo import DemoDriver
+    from pupper_ros.node import state_qos
+
+    script = (("forward", 0.5, (0.3, 0.0, 0.0)), ("stop", 0.5, (0.0, 0.0, 0.0)))
+    demo = ros.add(DemoDriver(script=script, odom_topic="/no_odometry_here", context=ros.context))
+    robot = ros.add(rclpy.create_node("fake_walk_state", context=ros.context))
+    robot.create_publisher(String, "/pupper_walk/state", state_qos()).publish(String(data="WALKING"))
+    commands = []
+    robot.create_subscription(Twist, "/cmd_vel", lambda m: commands.append(m.linear.x), 10)
+    assert ros.spin_until(lambda: demo.done, timeout=30)
+    assert not demo.failed
+    assert 0.3 in commands and commands[-1] == 0.0
+    table = demo.table()
+    assert "not measured: no nav_msgs/Odometry arrived on /no_odometry_here" in table
+    assert "forward" in table and "nan" in table
