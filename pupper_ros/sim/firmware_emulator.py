@@ -26,7 +26,7 @@ from pupper_ros.robot_profile import RobotProfile, load_robot_profile
 from pupper_ros.serial_protocol import FirmwareLayout, HostDecoder, encode_status_frame
 from pupper_ros.sim import make_simulation
 
-PHYSICS_DT = 0.001  # the firmware's PD loop
+FIRMWARE_TICK = 0.001  # the firmware's 1 kHz PD loop
 STATUS_PERIOD = 0.01  # 100 Hz
 FAULTS = ("garbage", "truncated", "oversized", "bad_msgpack", "missing_keys", "short_arrays", "nan", "stall", "unplug", "replug")
 
@@ -37,10 +37,14 @@ class FirmwareEmulator:
         self.layout = FirmwareLayout.from_profile(profile)
         self.link = Path(link) if link else None
         self.realtime = realtime
-        self.sim = make_simulation(profile, "pybullet", physics_dt=PHYSICS_DT)
+        # The real motors' rotor inertia keeps the firmware's 1 kHz PD stable; a model without one (the Pupper v2's has
+        # no armature figure) needs the shorter step its profile gives, so each firmware tick is cut into substeps.
+        self.physics_dt = min(FIRMWARE_TICK, profile.physics_dt)
+        self._substeps = max(1, round(FIRMWARE_TICK / self.physics_dt))
+        self.sim = make_simulation(profile, "pybullet", physics_dt=FIRMWARE_TICK / self._substeps)
         self.sim.reset(base_height=profile.standing_height)
         self.sim.set_targets(profile.default_pose, kp=0.0, kd=0.0)  # idle: motors off
-        self.sim.step(int(0.5 / PHYSICS_DT))
+        self.sim.step(int(0.5 / FIRMWARE_TICK) * self._substeps)
         self._order = list(self.layout.to_firmware)
         self._directions = np.asarray(self.layout.directions)
         self.decoder = HostDecoder()
@@ -124,18 +128,18 @@ class FirmwareEmulator:
             return self.sim.state()
 
     def _run(self) -> None:
-        steps_per_status = int(round(STATUS_PERIOD / PHYSICS_DT))
+        ticks_per_status = int(round(STATUS_PERIOD / FIRMWARE_TICK))
         next_time = time.monotonic()
         tick = 0
         while not self._stop.is_set():
             with self.lock:
                 self._read_host()
-                self.sim.step(1)
+                self.sim.step(self._substeps)
                 tick += 1
-                if tick % steps_per_status == 0 and time.monotonic() >= self._stall_until:
-                    self._send_status(tick * PHYSICS_DT)
+                if tick % ticks_per_status == 0 and time.monotonic() >= self._stall_until:
+                    self._send_status(tick * FIRMWARE_TICK)
             if self.realtime:
-                next_time += PHYSICS_DT
+                next_time += FIRMWARE_TICK
                 delay = next_time - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
