@@ -8,16 +8,12 @@ import json
 from pupper_ros import resources
 
 
-def shipped_eval(robot: str = resources.DEFAULT_ROBOT) -> dict:
-    path = resources.models_dir() / f"{robot}_walk_eval.json"
+def shipped_eval() -> dict:
+    path = resources.models_dir() / "pupper_v3_walk_eval.json"
     return json.loads(path.read_text())
 
 
-def forward_speed(command: str = "forward_0.3", robot: str = resources.DEFAULT_ROBOT) -> float:
-    """Mean forward speed (m/s) of the shipped policy for ``robot`` under ``command``, from its evaluation."""
-    metrics = shipped_eval(robot)
-    return metrics["commands"][command]["distance"] / metrics["episode_seconds"]
-
-
 def forward_speed_0_3() -> float:
-    return forward_speed("forward_0.3")
+    """Mean forward speed (m/s) of the shipped policy commanded 0.3 m/s, from its evaluation."""
+    metrics = shipped_eval()
+    return metrics["commands"]["forward_0.3"]["distance"] / metrics["episode_seconds"]

@@ -15,7 +15,7 @@ from pupper_ros.backends.serial_backend import SerialBackend
 from pupper_ros.sim.firmware_emulator import FirmwareEmulator
 from tests.policies import standing_network, write_policy
 from tests.ros_helpers import EVENTUALLY_S, RosHarness, WalkClient, assert_walks_forward, wait_until
-from tests.shipped import forward_speed, forward_speed_0_3
+from tests.shipped import forward_speed_0_3
 
 MAX_JOINT_SPEED = 30.0  # the profile's velocity limit: the node's default per-tick limit
 TICK = 0.02
@@ -41,10 +41,8 @@ def ros():
     harness.close()
 
 
-def start_walk(port, policy=None, robot=None):
+def start_walk(port, policy=None):
     args = [sys.executable, "-m", "pupper_ros.walk", "--backend", "serial", "--port", str(port)]
-    if robot is not None:
-        args += ["--robot", robot]
     if policy is not None:
         args += ["--policy", str(policy)]
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -210,31 +208,4 @@ def test_pupper_v2_joints_cross_the_link_by_name_with_the_firmware_directions(tm
             assert emu.sim.kp[0] == pytest.approx(1.0, rel=1e-5)  # A/rad on the wire, Nm/rad again at the joint
     finally:
         backend.close()
-        emu.stop()
-
-
-def test_pupper_v2_walks_its_shipped_policy_over_serial(tmp_path):
-    """The robot the serial link is for, with its default policy (models/pupper_v2_walk.onnx): the observation, the
-    action and the firmware's joint layout and directions all have to be right for it to walk forward."""
-    from pupper_ros.robot_profile import load_robot_profile
-
-    v2 = load_robot_profile("pupper_v2")
-    emu = FirmwareEmulator(v2, link=tmp_path / "tty-v2")
-    emu.start()
-    ros = RosHarness()
-    proc = start_walk(emu.port, robot="pupper_v2")
-    try:
-        operator = WalkClient(ros)
-        if not operator.wait_state("WALKING"):
-            stop(proc)
-            pytest.fail(f"states {operator.states}; pupper-walk said:\n{proc.stdout.read()}")
-        command = 0.2  # the evaluation suite's slow forward command for this robot (0.4 of its vx maximum, 0.5 m/s)
-        speed = assert_walks_forward(operator, forward_speed("forward_0.2", robot="pupper_v2"), vx=command,
-                                     measure=lambda: emu.ground_truth().base_linear_velocity[0])
-        print(f"pupper_v2 over serial: {speed:.3f} m/s for {command} commanded")
-        assert operator.state == "WALKING"
-        assert_inside_envelope(emu, v2)
-    finally:
-        stop(proc)
-        ros.close()
         emu.stop()
