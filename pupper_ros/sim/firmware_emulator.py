@@ -24,7 +24,7 @@ import numpy as np
 
 from pupper_ros.robot_profile import RobotProfile, load_robot_profile
 from pupper_ros.serial_protocol import FirmwareLayout, HostDecoder, encode_status_frame
-from pupper_ros.sim import make_simulation
+from pupper_ros.sim import control_substeps, make_simulation
 
 FIRMWARE_TICK = 0.001  # the firmware's 1 kHz PD loop
 STATUS_PERIOD = 0.01  # 100 Hz
@@ -39,8 +39,7 @@ class FirmwareEmulator:
         self.realtime = realtime
         # The real motors' rotor inertia keeps the firmware's 1 kHz PD stable; a model without one (the Pupper v2's has
         # no armature figure) needs the shorter step its profile gives, so each firmware tick is cut into substeps.
-        self.physics_dt = min(FIRMWARE_TICK, profile.physics_dt)
-        self._substeps = max(1, round(FIRMWARE_TICK / self.physics_dt))
+        self._substeps = control_substeps(profile, "pybullet", FIRMWARE_TICK)
         self.sim = make_simulation(profile, "pybullet", physics_dt=FIRMWARE_TICK / self._substeps)
         self.sim.reset(base_height=profile.standing_height)
         self.sim.set_targets(profile.default_pose, kp=0.0, kd=0.0)  # idle: motors off
