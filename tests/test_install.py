@@ -28,7 +28,7 @@ import pytest
 from packaging.requirements import Requirement
 
 from tests.ros_helpers import RosHarness, WalkClient, assert_walks_forward, stop_process
-from tests.shipped import forward_speed_0_3
+from tests.shipped import ROBOTS, forward_speed_0_3
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "pupper_ros"
@@ -213,7 +213,8 @@ def test_the_installs_import_nothing_from_the_checkout(wheel_venv, robot_venv, c
         "from pupper_ros import resources\n"
         "names = [m.name for m in pkgutil.walk_packages(pupper_ros.__path__, 'pupper_ros.')]\n"
         "files = [importlib.import_module(n).__file__ for n in names]\n"
-        "data = [str(resources.robot_profile_path()), str(resources.default_policy_path())]\n"
+        "data = [str(f(r)) for r in resources.available_robots()\n"
+        "        for f in (resources.robot_profile_path, resources.default_policy_path)]\n"
         "print(json.dumps({'files': files, 'data': data, 'path': sys.path, 'names': names}))\n"
     )
     colcon_site = site_packages(colcon_workspace / "install" / PACKAGE)
@@ -226,6 +227,7 @@ def test_the_installs_import_nothing_from_the_checkout(wheel_venv, robot_venv, c
     for site, result in runs.items():
         seen = json.loads(result.stdout)
         assert set(seen["names"]) >= expected, f"missing from {site}: {expected - set(seen['names'])}"
+        assert len(seen["data"]) == 2 * len(ROBOTS), seen["data"]  # each robot's profile and default policy
         for path in seen["files"] + seen["data"]:
             assert path.startswith(str(site)), f"{path} is not from the install at {site}"
             assert Path(path).is_file()

@@ -15,7 +15,7 @@ from pupper_ros.backends.serial_backend import SerialBackend
 from pupper_ros.sim.firmware_emulator import FirmwareEmulator
 from tests.policies import standing_network, write_policy
 from tests.ros_helpers import EVENTUALLY_S, RosHarness, WalkClient, assert_walks_forward, wait_until
-from tests.shipped import forward_speed_0_3
+from tests.shipped import forward_speed_0_3, mean_forward_speed
 
 MAX_JOINT_SPEED = 30.0  # the profile's velocity limit: the node's default per-tick limit
 TICK = 0.02
@@ -41,8 +41,10 @@ def ros():
     harness.close()
 
 
-def start_walk(port, policy=None):
+def start_walk(port, policy=None, robot=None):
     args = [sys.executable, "-m", "pupper_ros.walk", "--backend", "serial", "--port", str(port)]
+    if robot is not None:
+        args += ["--robot", robot]
     if policy is not None:
         args += ["--policy", str(policy)]
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -176,6 +178,28 @@ def test_walks_forward_over_serial(emulator, ros, profile):
         assert_inside_envelope(emulator, profile)
     finally:
         stop(proc)
+
+
+def test_pupper_v2_walks_its_shipped_policy_forward_over_serial(ros, tmp_path):
+    """Pupper v2 end to end: its default policy, its firmware layout and its 0.5 ms physics behind the emulator. The
+    walk is checked against what the policy's own evaluation measured for the same command (forward_0.2)."""
+    from pupper_ros.robot_profile import load_robot_profile
+
+    v2 = load_robot_profile("pupper_v2")
+    emu = FirmwareEmulator(v2, link=tmp_path / "tty-v2")
+    emu.start()
+    proc = start_walk(emu.port, robot="pupper_v2")
+    operator = WalkClient(ros)
+    try:
+        if not operator.wait_state("WALKING"):
+            stop(proc)
+            pytest.fail(f"states {operator.states}; pupper-walk said:\n{proc.stdout.read()}")
+        assert_walks_forward(operator, mean_forward_speed("pupper_v2", "forward_0.2"), vx=0.2,
+                             measure=lambda: emu.ground_truth().base_linear_velocity[0])
+        assert_inside_envelope(emu, v2)
+    finally:
+        stop(proc)
+        emu.stop()
 
 
 def test_pupper_v2_joints_cross_the_link_by_name_with_the_firmware_directions(tmp_path):

@@ -1,4 +1,4 @@
-"""Sim-to-sim: the shipped policy through the runtime (controller, safety, simulated backend, lock-step) walks as
+"""Sim-to-sim: each robot's shipped policy through the runtime (controller, safety, simulated backend, lock-step) walks as
 it does in the training environment, for every command of the evaluation suite. A gap means the runtime builds a
 different observation than training, or maps the actions differently.
 
@@ -14,8 +14,10 @@ from pupper_ros import resources
 from pupper_ros.backends.sim_backend import SimBackend
 from pupper_ros.control_loop import ControlLoop
 from pupper_ros.controller import Controller
+from pupper_ros.parameters import PARAMETERS, safety_limits
 from pupper_ros.policy import load_policy
-from pupper_ros.safety import SafetyLimits, SafetySupervisor, State
+from pupper_ros.safety import SafetySupervisor, State
+from tests.shipped import ROBOTS
 from training.env import PupperEnv
 from training.evaluate import SETTLE_SECONDS, command_suite, run_episode
 
@@ -34,7 +36,8 @@ def runtime_velocity(profile, command) -> np.ndarray:
     """Mean (vx, vy, yaw rate) in the heading frame while the runtime walks ``command`` for SECONDS."""
     policy = load_policy(resources.default_policy_path(profile.name), profile)
     period = policy.contract.control_period
-    supervisor = SafetySupervisor(profile, SafetyLimits(control_period=period, tilt_limit=profile.tilt_limit),
+    defaults = {p.name: p.default for p in PARAMETERS}  # the daemon's limits when no parameter is set
+    supervisor = SafetySupervisor(profile, safety_limits(defaults, profile, period),
                                   policy.info.command_low, policy.info.command_high)
     backend = SimBackend(profile, period, realtime=False)
     backend.open()
@@ -59,7 +62,9 @@ def runtime_velocity(profile, command) -> np.ndarray:
 
 
 def training_velocity(profile, command) -> np.ndarray:
-    env = PupperEnv(randomize=False)
+    from training.config import load_config
+
+    env = PupperEnv(load_config(overrides={"robot": profile.name}), randomize=False)
     policy = load_policy(resources.default_policy_path(profile.name), profile)
     windows = []
     try:
@@ -72,21 +77,24 @@ def training_velocity(profile, command) -> np.ndarray:
     return np.mean(windows, axis=0)
 
 
-def _suite():
+
+def _cases():
     from pupper_ros.robot_profile import load_robot_profile
 
-    return command_suite(load_robot_profile("pupper_v3"))
+    return [(robot, name, command) for robot in ROBOTS for name, command in command_suite(load_robot_profile(robot)).items()]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(_suite()))
-def test_runtime_tracks_each_command_like_the_training_environment(profile, name):
-    command = _suite()[name]
+@pytest.mark.parametrize("robot, name, command", _cases(), ids=[f"{r}-{n}" for r, n, _ in _cases()])
+def test_runtime_tracks_each_command_like_the_training_environment(robot, name, command):
+    from pupper_ros.robot_profile import load_robot_profile
+
+    profile = load_robot_profile(robot)
     runtime = runtime_velocity(profile, command)
     training = training_velocity(profile, command)
     linear_gap = float(np.linalg.norm(runtime[:2] - training[:2]))
     yaw_gap = abs(float(runtime[2] - training[2]))
-    detail = f"{name}: runtime {np.round(runtime, 3)}, training env {np.round(training, 3)} (vx, vy, yaw rate)"
+    detail = f"{robot} {name}: runtime {np.round(runtime, 3)}, training env {np.round(training, 3)} (vx, vy, yaw rate)"
     assert linear_gap < LINEAR_AGREEMENT and yaw_gap < YAW_AGREEMENT, detail
     moving_axis = int(np.argmax(np.abs(command))) if any(command) else None
     if moving_axis is not None:  # and it does move: agreeing while standing still would prove nothing

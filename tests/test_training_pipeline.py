@@ -59,6 +59,8 @@ def test_report_evaluates_in_both_engines_side_by_side(tmp_path):
         assert metrics["engine"] == engine and set(metrics["commands"]) == {"stand", "forward_0.3", "forward_0.6",
                "backward_0.3", "left_0.3", "right_0.3", "turn_left_1", "turn_right_1"}
         assert (out.parent / f"tiny_walk{suffix}.png").is_file()
+    progress = (out.parent / "tiny_walk_progress.csv").read_text().splitlines()
+    assert progress[0].startswith("iteration,env_steps") and progress[-1].split(",")[0] == "3"  # TINY's last iteration
     report = (out.parent / "tiny_walk.md").read_text()
     assert "| falls pybullet | falls mujoco |" in report and "| linear error m/s pybullet | linear error m/s mujoco |" in report
     assert "bar NOT MET" in report and "mujoco: " in report and "pybullet: " in report

@@ -3,7 +3,8 @@
 Exports a checkpoint (default: the run's latest) to ``<out>.onnx``, evaluates it with the full bar (or
 ``--episodes``) in both physics engines, and writes next to it ``<out>_eval.json`` and ``<out>_eval.png`` (PyBullet:
 metrics, commanded against measured velocity), ``<out>_eval_mujoco.json`` and ``<out>_eval_mujoco.png`` (the same in
-MuJoCo), ``<out>_learning_curve.png`` (from the run's progress.csv) and ``<out>.md`` (how it was trained and how it
+MuJoCo), ``<out>_progress.csv`` (the run's progress log up to the checkpoint), ``<out>_learning_curve.png`` (from it),
+``<out>_config.yaml``, ``<out>_checkpoint.pt`` and ``<out>.md`` (how it was trained and how it
 did, the two engines' tables side by side). A policy passes only if it passes the bar in both engines.
 """
 
@@ -18,7 +19,16 @@ import torch
 import yaml
 
 
-def learning_curve(progress_csv: Path, path: Path) -> None:
+def progress_until(progress_csv: Path, iteration: int, path: Path) -> None:
+    """Copy the run's progress log up to the checkpoint's iteration: the run directory is not what ships."""
+    with progress_csv.open() as source, path.open("w", newline="") as copy:
+        rows = csv.DictReader(source)
+        writer = csv.DictWriter(copy, fieldnames=rows.fieldnames)
+        writer.writeheader()
+        writer.writerows(row for row in rows if int(row["iteration"]) <= iteration)
+
+
+def learning_curve(progress_csv: Path, path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -33,7 +43,7 @@ def learning_curve(progress_csv: Path, path: Path) -> None:
         ax.set_xlabel("environment steps (millions)")
         ax.set_title(label, fontsize=10)
     wall = float(rows[-1]["wall_clock_s"]) / 60
-    fig.suptitle(f"{progress_csv.parent.name}: {steps[-1]:.2f} M steps in {wall:.0f} min")
+    fig.suptitle(f"{title}: {steps[-1]:.2f} M steps in {wall:.0f} min")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -92,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         eval_dir.rmdir()
     metrics = by_engine["pybullet"]
     passed, failures = passes_in_every_engine(by_engine)
-    learning_curve(args.run / "progress.csv", out.parent / f"{out.name}_learning_curve.png")
+    progress = out.parent / f"{out.name}_progress.csv"
+    progress_until(args.run / "progress.csv", state["iteration"], progress)
+    learning_curve(progress, out.parent / f"{out.name}_learning_curve.png", title=args.run.name)
 
     config = state["config"]
     lines = [
