@@ -10,7 +10,8 @@ Usage: python benchmarks/time_to_walk.py runs/NAME [--robot pupper_v3] [--stride
        [--from-iteration K] [--follow]
 
 With --follow it also screens checkpoints the run writes while it trains, until none has come for --idle-minutes.
-Run it under `nice -n 19` beside a training run: it then takes the cores only while the trainer leaves them idle.
+Run it niced beside a training run (`nice -n 5`): the screen then yields to the trainer. At `nice -n 19` beside
+a trainer that keeps both cores busy it fell behind the checkpoints.
 """
 
 from __future__ import annotations

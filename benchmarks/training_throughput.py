@@ -7,7 +7,7 @@
   the rotor model (training's), with the former shortcut, and in MuJoCo,
   vectorized environment steps/s on all cores, stepped one step at a time (rsl_rl's VecEnv.step) and collecting
   whole rollouts in the workers (how training collects),
-  the whole training loop (collection + PPO update) steps/s, with the default config and with two variants,
+  the whole training loop (collection + PPO update) steps/s, with the default config and with variants (overlap, a cheaper update, MuJoCo),
 and the ratios between them, plus the peak resident memory of the training processes.
 
 The machine is a shared VM whose speed drifts by 10-20 % from one minute to the next, so every figure is measured
@@ -162,6 +162,9 @@ VARIANTS = [  # training-loop variants measured beside the default config: (labe
     # legged_gym's flat-terrain networks and 3 epochs: a cheaper update, which needed 1.8x the samples to walk
     ("with a cheaper update (3 epochs, [128,64,32])",
      {"ppo": {"learning_epochs": 3}, "policy": {"actor_hidden": [128, 64, 32], "critic_hidden": [128, 64, 32]}}),
+    # training/pupper_v3_mujoco.yaml: collection is cheap there, so the update's share of the loop grows
+    ("in mujoco (env.engine)", {"env": {"engine": "mujoco"}}),
+    ("in mujoco with ppo.overlap_update", {"env": {"engine": "mujoco"}, "ppo": {"overlap_update": True}}),
 ]
 
 

@@ -53,6 +53,8 @@ def test_report_evaluates_in_both_engines_side_by_side(tmp_path):
 
     train(load_config(overrides=TINY), tmp_path / "run", quiet=True)
     out = tmp_path / "models" / "tiny_walk"
+    assert report_main([str(tmp_path / "run"), "-o", str(out), "--robot", "pupper_v2"]) == 2
+    assert not out.parent.exists()  # refused before exporting or evaluating anything
     assert report_main([str(tmp_path / "run"), "-o", str(out), "--episodes", "1", "--seconds", "2"]) == 0
     for suffix, engine in (("_eval", "pybullet"), ("_eval_mujoco", "mujoco")):
         metrics = json.loads((out.parent / f"tiny_walk{suffix}.json").read_text())
@@ -74,6 +76,39 @@ def test_resume_continues_from_the_checkpoint(tmp_path):
     train(longer, tmp_path / "run", resume=checkpoint, quiet=True)
     resumed = torch.load(checkpoint, weights_only=False)
     assert (state["iteration"], resumed["iteration"]) == (3, 5)
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint_and_logs_each_iteration_once(tmp_path):
+    """SIGKILL (no chance to checkpoint) mid-run: the last checkpoint is at most save_every iterations behind the
+    last logged iteration, and resuming continues from it with the log's later rows replaced, not repeated."""
+    import signal
+    import time
+
+    import yaml
+
+    config, run = tmp_path / "tiny.yaml", tmp_path / "run"
+    config.write_text(yaml.safe_dump(dict(TINY, steps=2 * 8 * 10_000)))
+    proc = subprocess.Popen([sys.executable, "-m", "training.train", "--config", str(config), "--out", str(run),
+                             "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        while not (run / "checkpoints" / "model_00006.pt").exists():
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    logged = [int(row.split(",")[0]) for row in (run / "progress.csv").read_text().splitlines()[1:]]
+    saved = torch.load(run / "checkpoints" / "latest.pt", weights_only=False)["iteration"]
+    assert logged[-1] - saved <= TINY["save_every"], (logged[-1], saved)
+    steps = (saved + 3) * 2 * 8
+    assert train_main(["--resume", str(run), "--steps", str(steps), "--quiet"]) == 0
+    resumed = torch.load(run / "checkpoints" / "latest.pt", weights_only=False)
+    assert (resumed["iteration"], resumed["env_steps"]) == (saved + 3, steps)
+    logged = [int(row.split(",")[0]) for row in (run / "progress.csv").read_text().splitlines()[1:]]
+    assert logged == list(range(1, saved + 4))
 
 
 def test_train_cli_rejects_an_unknown_config_key(tmp_path, capsys):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -84,10 +85,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=10.0, help="episode length (the bar's is 10 s)")
     parser.add_argument("--command", default="pupper-train", help="the training command, for the report")
+    parser.add_argument("--robot", help="the robot the run must have trained (default: the run's own)")
     args = parser.parse_args(argv)
 
-    checkpoint = args.checkpoint or resolve_checkpoint(args.run)
+    try:
+        checkpoint = args.checkpoint or resolve_checkpoint(args.run)
+    except FileNotFoundError as exc:
+        print(f"pupper-report: {exc}", file=sys.stderr)
+        return 2
     state = torch.load(checkpoint, weights_only=False)
+    trained = state["config"]["robot"]
+    if args.robot is not None and args.robot != trained:
+        print(f"pupper-report: {checkpoint} is a policy for robot {trained!r}, not {args.robot!r}", file=sys.stderr)
+        return 2
     out = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     policy = out.with_suffix(".onnx")

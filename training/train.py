@@ -153,6 +153,18 @@ def save_checkpoint(path: Path, alg, config: TrainConfig, iteration: int, env_st
     os.replace(tmp, path)
 
 
+def keep_progress_until(progress_path: Path, iteration: int) -> None:
+    """Drop the log's rows after ``iteration``: a run killed after its last checkpoint logged iterations that the
+    resumed run repeats, and the log must have each iteration once."""
+    with progress_path.open(newline="") as source:
+        rows = list(csv.reader(source))
+    kept = [rows[0]] + [row for row in rows[1:] if int(row[0]) <= iteration]
+    tmp = progress_path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as copy:
+        csv.writer(copy).writerows(kept)
+    os.replace(tmp, progress_path)
+
+
 def train(config: TrainConfig, out: Path, resume: Path | None = None, quiet: bool = False) -> Path:
     """Train until ``config.steps`` environment steps; returns the last checkpoint's path."""
     from torch.utils.tensorboard import SummaryWriter
@@ -176,6 +188,8 @@ def train(config: TrainConfig, out: Path, resume: Path | None = None, quiet: boo
     total_iterations = max(iteration + 1, -(-config.steps // steps_per_iteration))
     writer = SummaryWriter(log_dir=str(out / "tensorboard"))
     progress_path = out / "progress.csv"
+    if resume is not None and progress_path.exists():
+        keep_progress_until(progress_path, iteration)
     new_file = not progress_path.exists()
     progress_file = progress_path.open("a", newline="")
     progress = csv.writer(progress_file)
