@@ -77,7 +77,6 @@ def training_velocity(profile, command) -> np.ndarray:
     return np.mean(windows, axis=0)
 
 
-
 def _cases():
     from pupper_ros.robot_profile import load_robot_profile
 
