@@ -12,13 +12,14 @@ import serial
 
 from pupper_ros.backends import BackendError
 from pupper_ros.backends.serial_backend import SerialBackend
+from pupper_ros.contract import CURRENT_CONTRACT
+from pupper_ros.safety import joint_speed_limit
 from pupper_ros.sim.firmware_emulator import FirmwareEmulator
 from tests.policies import standing_network, write_policy
 from tests.ros_helpers import EVENTUALLY_S, RosHarness, WalkClient, assert_walks_forward, wait_until
 from tests.shipped import forward_speed_0_3, mean_forward_speed
 
-MAX_JOINT_SPEED = 30.0  # the profile's velocity limit: the node's default per-tick limit
-TICK = 0.02
+TICK = CURRENT_CONTRACT.control_period
 
 
 
@@ -64,7 +65,7 @@ def stop(proc):
 def assert_inside_envelope(emu, profile, margin=0.05):
     assert np.all(emu.target_low >= profile.lower_limits + margin - 1e-6)
     assert np.all(emu.target_high <= profile.upper_limits - margin + 1e-6)
-    assert emu.max_abs_target_step <= MAX_JOINT_SPEED * TICK + 1e-6
+    assert emu.max_abs_target_step <= joint_speed_limit(profile) * TICK + 1e-6  # the node's default per-tick limit
     assert emu.max_kp <= profile.kp_max + 1e-6 and emu.max_kd <= profile.kd_max + 1e-6
 
 

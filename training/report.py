@@ -20,15 +20,6 @@ import torch
 import yaml
 
 
-def progress_until(progress_csv: Path, iteration: int, path: Path) -> None:
-    """Copy the run's progress log up to the checkpoint's iteration: the run directory is not what ships."""
-    with progress_csv.open() as source, path.open("w", newline="") as copy:
-        rows = csv.DictReader(source)
-        writer = csv.DictWriter(copy, fieldnames=rows.fieldnames)
-        writer.writeheader()
-        writer.writerows(row for row in rows if int(row["iteration"]) <= iteration)
-
-
 def learning_curve(progress_csv: Path, path: Path, title: str) -> None:
     import matplotlib
 
@@ -76,7 +67,7 @@ def passes_in_every_engine(by_engine: dict[str, dict]) -> tuple[bool, list[str]]
 def main(argv: list[str] | None = None) -> int:
     from training.evaluate import evaluate
     from training.export import export_checkpoint
-    from training.train import resolve_checkpoint
+    from training.train import progress_until, resolve_checkpoint
 
     parser = argparse.ArgumentParser(prog="pupper-report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path, help="the run directory")

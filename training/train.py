@@ -153,15 +153,19 @@ def save_checkpoint(path: Path, alg, config: TrainConfig, iteration: int, env_st
     os.replace(tmp, path)
 
 
+def progress_until(progress_csv: Path, iteration: int, path: Path) -> None:
+    """Write to ``path`` the rows of the run's progress log up to ``iteration`` (header kept)."""
+    with progress_csv.open(newline="") as source:
+        rows = list(csv.reader(source))
+    with path.open("w", newline="") as copy:
+        csv.writer(copy).writerows([rows[0]] + [row for row in rows[1:] if int(row[0]) <= iteration])
+
+
 def keep_progress_until(progress_path: Path, iteration: int) -> None:
     """Drop the log's rows after ``iteration``: a run killed after its last checkpoint logged iterations that the
     resumed run repeats, and the log must have each iteration once."""
-    with progress_path.open(newline="") as source:
-        rows = list(csv.reader(source))
-    kept = [rows[0]] + [row for row in rows[1:] if int(row[0]) <= iteration]
     tmp = progress_path.with_suffix(".tmp")
-    with tmp.open("w", newline="") as copy:
-        csv.writer(copy).writerows(kept)
+    progress_until(progress_path, iteration, tmp)
     os.replace(tmp, progress_path)
 
 
@@ -262,7 +266,7 @@ def _interrupt(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pupper-train", description="Train a Pupper walking policy with PPO in PyBullet.")
+    parser = argparse.ArgumentParser(prog="pupper-train", description="Train a Pupper walking policy with PPO in simulation (PyBullet or MuJoCo).")
     parser.add_argument("--config", type=Path, help="YAML file overriding training/default.yaml")
     parser.add_argument("--envs", type=int, help="number of parallel environments")
     parser.add_argument("--workers", type=int, help="environment worker processes (0 = one per core)")
