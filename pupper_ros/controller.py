@@ -34,6 +34,7 @@ class Controller:
         self.last_action = np.zeros(n)
         self.policy_target = profile.default_pose.copy()
         self.command = JointCommand(n)
+        self._damping = JointCommand(n)  # fail_closed's own: written from the watchdog thread too
         self.sample: SensorSample | None = None  # the sample the last tick used (the backend keeps it until the next)
         self._gravity = np.zeros(3)
         self._ticks = 0
@@ -49,14 +50,26 @@ class Controller:
         try:
             return self._tick(now)
         except Exception as exc:  # noqa: BLE001 - whatever broke, the motors must get a safe command
-            with self.lock:
-                self.supervisor.fault(f"control step failed: {type(exc).__name__}: {exc}")
-                self.supervisor.step(self.sample, now, None, self.command)
-            try:
-                self.backend.write(self.command, now)
-            except Exception:  # noqa: BLE001 - the link itself is gone; the supervisor already latched DAMPING
-                pass
+            self.fail_closed(f"control step failed: {type(exc).__name__}: {exc}", now)
             return self.command
+
+    def fail_closed(self, reason: str, now: float, lock_timeout: float = -1) -> None:
+        """Latch DAMPING for ``reason`` and write damping to the backend, whatever state the tick was left in.
+
+        The watchdog calls it from its own thread with a ``lock_timeout``: a control thread stuck while holding the
+        lock must not keep the damping command from going out."""
+        locked = self.lock.acquire(timeout=lock_timeout)
+        try:
+            self.supervisor.fault(reason)
+            self.supervisor.damping_command(self.sample, self._damping)
+        finally:
+            if locked:
+                self.lock.release()
+        try:
+            self.backend.write(self._damping, now)
+        except Exception:  # noqa: BLE001 - the link itself is gone; DAMPING is latched and the backend's close damps
+            pass
+        self.command.copy_from(self._damping)
 
     def _tick(self, now: float) -> JointCommand:
         with self.lock:

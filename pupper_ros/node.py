@@ -117,6 +117,7 @@ class WalkNode(LifecycleNode):
         self.loop: ControlLoop | None = None
         self.telemetry: Telemetry | None = None
         self.configure_error = ""
+        self.latched_fault = ""  # a fault or e-stop latched before configure or across cleanup; clear_fault releases it
         self._last_state_published = None
         self._warned_types: set[str] = set()
         self._command_stamp = -math.inf
@@ -178,6 +179,8 @@ class WalkNode(LifecycleNode):
             supervisor = SafetySupervisor(profile, limits, policy.info.command_low, policy.info.command_high)
         except ValueError as exc:
             raise ConfigurationError(f"parameter '{str(exc).split()[0]}': {exc}") from exc
+        if self.latched_fault:  # a new supervisor does not forget a latch: only ~/clear_fault releases it
+            supervisor.fault(self.latched_fault)
 
         if backend_name == "ros2_control":
             backend = backend_cls(profile, period, context=self.context, damping_kd=self._param("damping_kd"),
@@ -288,6 +291,7 @@ class WalkNode(LifecycleNode):
     def _teardown(self) -> None:
         if self.controller is not None:
             self._stop_in_damping(SHUT_DOWN)
+            self.latched_fault = self.controller.supervisor.latched_fault
             self.controller.backend.close()
         if self.recorder is not None:
             self.recorder.close()
@@ -328,9 +332,12 @@ class WalkNode(LifecycleNode):
         self._command_stamp = loop.now()
 
     def _on_emergency_stop(self, _msg) -> None:
-        if self.controller is not None:
-            self.controller.emergency_stop()
-            self.get_logger().warning("emergency stop: DAMPING (call ~/clear_fault to stand up again)")
+        controller = self.controller
+        if controller is not None:
+            controller.emergency_stop()
+        elif not self.latched_fault:
+            self.latched_fault = "emergency stop"  # held until configure hands it to the supervisor
+        self.get_logger().warning("emergency stop: DAMPING (call ~/clear_fault to stand up again)")
 
     def _on_clear_fault(self, _request, response):
         if self.controller is None or self.loop is None or not self.loop.running:

@@ -38,8 +38,10 @@ PARAMETERS = (
     Param("tilt_limit", 0.0, "rad of body tilt that counts as a fall; 0 = the robot profile's", 0.0, 1.5708),
     Param("damping_kd", SafetyLimits.damping_kd, "Nm s/rad applied in DAMPING (kp is 0)", 0.0, 1.0),
     Param("joint_limit_margin", SafetyLimits.joint_limit_margin, "rad kept clear of every joint position limit", 0.0, 0.5),
-    Param("max_joint_speed", 0.0, "rad/s a joint target may move; 0 = the robot profile's velocity limit", 0.0, 100.0),
+    Param("max_joint_speed", 0.0, "rad/s a joint target may move; 0 = the robot's own: where one tick's step asks for its torque limit, capped by its velocity limit", 0.0, 100.0),
     Param("max_consecutive_overruns", SafetyLimits.max_consecutive_overruns, "control ticks in a row that may overrun before DAMPING", 1, 1000),
+    Param("watchdog_timeout", SafetyLimits.watchdog_timeout, "s without a completed control tick before a watchdog "
+          "outside the control thread latches DAMPING and sends damping itself", 0.01, 5.0),
     Param("stamped_cmd_vel", False, "subscribe /cmd_vel as geometry_msgs/TwistStamped instead of Twist"),
     Param("publish_rate", 50.0, "Hz for /joint_states, /imu/data, ~/joint_commands and /odom", 1.0, 500.0),
     Param("serial_port", "/dev/ttyACM0", "serial backend: device of the motor controller"),
@@ -73,6 +75,7 @@ def safety_limits(values, profile: RobotProfile, control_period: float) -> Safet
         tilt_limit=values["tilt_limit"] or profile.tilt_limit,
         damping_kd=values["damping_kd"],
         joint_limit_margin=values["joint_limit_margin"],
-        max_joint_speed=joint_speed_limit(profile, values["max_joint_speed"]),
+        max_joint_speed=joint_speed_limit(profile, control_period, values["max_joint_speed"]),
         max_consecutive_overruns=values["max_consecutive_overruns"],
+        watchdog_timeout=values["watchdog_timeout"],
     )

@@ -5,10 +5,12 @@ command that goes out: targets inside the joint limits less a margin, changing n
 speed, gains inside the robot's maxima. It owns the state machine
 
     INACTIVE --activate--> STANDING_UP --(soft start, then policy fade-in)--> WALKING
-    any --fault / e-stop / deactivate--> DAMPING (kp 0, small kd; latched) --clear_fault, sensors healthy--> STANDING_UP
+    any --fault / e-stop--> DAMPING (kp 0, small kd), latched --clear_fault, sensors healthy--> STANDING_UP
+    any --deactivate--> DAMPING, not latched --activate--> STANDING_UP
 
 and fails closed: anything it cannot vouch for (stale or non-finite sensors, non-finite policy output, a fall,
-repeated overruns, an e-stop, a backend error) ends in DAMPING until an operator clears it.
+repeated overruns, an e-stop, a backend error) ends in DAMPING until an operator clears it. A latched fault survives
+deactivate and activate: only ``clear_fault`` (with healthy sensors) releases it.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class SafetyLimits:
     joint_limit_margin: float = 0.05  # rad kept clear of each position limit
     max_joint_speed: float = 30.0  # rad/s a target may move
     max_consecutive_overruns: int = 5
+    watchdog_timeout: float = 0.25  # s without a completed tick before the watchdog latches DAMPING and damps itself
     stand_kp: float | None = None  # soft-start gains; None = the profile's
     stand_kd: float | None = None
 
@@ -60,6 +63,8 @@ class SafetyLimits:
             ("joint_limit_margin", self.joint_limit_margin >= 0, "must be >= 0"),
             ("max_joint_speed", 0 < self.max_joint_speed <= profile.velocity_limit, f"must be in (0, {profile.velocity_limit}]"),
             ("max_consecutive_overruns", self.max_consecutive_overruns >= 1, "must be >= 1"),
+            ("watchdog_timeout", self.watchdog_timeout >= 2 * self.control_period,
+             f"must be at least two control periods ({2 * self.control_period:g} s)"),
         ]
         for name, ok, why in checks:
             if not ok:
@@ -76,14 +81,28 @@ class SafetyLimits:
                 raise ValueError(f"{name} must be in (0, {maximum}], got {value!r}")
 
 
-def joint_speed_limit(profile: RobotProfile, max_joint_speed: float = 0.0) -> float:
-    """rad/s a joint target may move: ``max_joint_speed``, or the robot's velocity limit when it is 0 (the
-    `max_joint_speed` parameter's default)."""
-    return max_joint_speed or profile.velocity_limit
+def joint_speed_limit(profile: RobotProfile, control_period: float, max_joint_speed: float = 0.0) -> float:
+    """rad/s a joint target may move: ``max_joint_speed``, or when it is 0 (the `max_joint_speed` parameter's
+    default) the robot's own: the speed at which one tick's target step alone asks the PD for the torque limit
+    (torque_limit / (kp * period)), capped by the joint velocity limit.
+
+    Why that figure: a larger step buys no more torque in that tick, it only holds the motor saturated for longer.
+    Pupper v3: 3.0 Nm / (5.0 Nm/rad * 20 ms) = 30 rad/s, its velocity limit; Pupper v2: 1.7 / (4.0 * 0.02) = 21 rad/s,
+    capped at its 20 rad/s. The gait needs what it was trained with: the shipped policies ask for up to 62 (v3) and
+    40 (v2) rad/s and were trained behind this same envelope (the training environment applies
+    ``TargetEnvelope.deployed_default``), so a lower default would change the gait they learned. The stand-up needs
+    far less (its soft start moves at most a few rad/s) and starts from the measured pose (see ``TargetEnvelope``)."""
+    if max_joint_speed:
+        return max_joint_speed
+    return min(profile.velocity_limit, profile.torque_limit / (profile.kp * control_period))
 
 
 class TargetEnvelope:
     """Where joint targets may go: inside the position limits less a margin, moving at most ``max_joint_speed``.
+
+    A target that is outside the limits (a stand-up that starts from a joint resting past its limit: a Pupper v3's
+    knees rest on their stops after homing, 0.1 rad past the inset limits) may only move inward, at most one tick's
+    step: it is never pulled in with a jump.
 
     The supervisor passes every command through it; the training environment passes every action through the same
     envelope at the node's defaults, so a policy learns on the targets it will be allowed to send.
@@ -93,16 +112,20 @@ class TargetEnvelope:
         self.lower = profile.lower_limits + joint_limit_margin
         self.upper = profile.upper_limits - joint_limit_margin
         self.max_step = max_joint_speed * control_period
+        self._low = np.empty_like(self.lower)
+        self._high = np.empty_like(self.upper)
 
     @classmethod
     def deployed_default(cls, profile: RobotProfile, control_period: float) -> "TargetEnvelope":
         """The envelope `pupper-walk` applies with its default parameters (see ``config/walk.yaml``)."""
-        return cls(profile, SafetyLimits.joint_limit_margin, joint_speed_limit(profile), control_period)
+        return cls(profile, SafetyLimits.joint_limit_margin, joint_speed_limit(profile, control_period), control_period)
 
     def step(self, desired: np.ndarray, last: np.ndarray) -> np.ndarray:
-        """Move ``last`` (in place) toward ``desired`` clipped into the limits, by at most one tick's step.
-        ``desired`` is used as scratch."""
-        clip_into(desired, self.lower, self.upper, out=desired)
+        """Move ``last`` (in place) toward ``desired`` clipped into the limits (or, for a target still outside them,
+        no further out than it is), by at most one tick's step. ``desired`` is used as scratch."""
+        np.minimum(self.lower, last, out=self._low)
+        np.maximum(self.upper, last, out=self._high)
+        clip_into(desired, self._low, self._high, out=desired)
         np.subtract(desired, last, out=desired)
         clip_into(desired, -self.max_step, self.max_step, out=desired)
         last += desired
@@ -174,7 +197,8 @@ class SafetySupervisor:
         self._command_high = np.asarray(command_high, dtype=np.float64)
         self._command_ramp = (self._command_high - self._command_low) * limits.control_period / limits.command_ramp_time
         self.state = State.INACTIVE
-        self.fault_reason = ""
+        self.fault_reason = ""  # why the robot is in DAMPING: a latched fault's reason, or the orderly stop's
+        self.latched_fault = ""  # set by a fault or an e-stop; only clear_fault empties it
         self.commands_rejected = 0
         self.command = np.zeros(3)  # the command the policy sees: clamped, ramped to zero when stale
         self._requested = np.zeros(3)
@@ -200,9 +224,11 @@ class SafetySupervisor:
         return True
 
     def activate(self, sample: SensorSample | None) -> bool:
-        """Start standing up from the measured pose (INACTIVE or after deactivate)."""
+        """Start standing up from the measured pose (INACTIVE or after deactivate); refused while a fault is latched."""
         if self.state in (State.STANDING_UP, State.WALKING):
             return True
+        if self.latched_fault:
+            return False
         problem = self.sensor_problem(sample, sample.stamp if sample is not None else 0.0)
         if problem:
             self.fault(f"cannot activate: {problem}")
@@ -211,13 +237,15 @@ class SafetySupervisor:
         return True
 
     def deactivate(self, reason: str = "deactivated") -> None:
+        """DAMPING on the operator's word; a latched fault stays latched (and stays the reason)."""
         self.state = State.DAMPING
-        self.fault_reason = reason
+        if not self.latched_fault:
+            self.fault_reason = reason
 
     def fault(self, reason: str) -> None:
         """Latch DAMPING; the first reason is kept until the fault is cleared."""
-        if self.state != State.DAMPING:
-            self.fault_reason = reason
+        if not self.latched_fault:
+            self.latched_fault = self.fault_reason = reason
         self.state = State.DAMPING
 
     def emergency_stop(self) -> None:
@@ -230,6 +258,7 @@ class SafetySupervisor:
         if problem:
             return False, f"sensors not healthy: {problem}"
         cleared = self.fault_reason
+        self.latched_fault = ""
         self._begin_stand_up(sample)
         return True, f"cleared '{cleared}', standing up"
 
@@ -282,7 +311,7 @@ class SafetySupervisor:
                 self.fault("policy output is not finite" if policy_target is not None else "policy output missing")
 
         if self.state in (State.INACTIVE, State.DAMPING):
-            self._damping(sample, out)
+            self.damping_command(sample, out)
             return out
 
         dt = self.limits.control_period
@@ -305,8 +334,6 @@ class SafetySupervisor:
                 desired += np.multiply(policy_target, alpha, out=self._blend)
                 kp = self._stand_kp + alpha * (self._kp - self._stand_kp)
                 kd = self._stand_kd + alpha * (self._kd - self._stand_kd)
-        if self._last_target is None:
-            self._last_target = clip_into(sample.joint_position, self._lower, self._upper, out=np.empty_like(desired))
         self._envelope.step(desired, self._last_target)
         out.position[:] = self._last_target
         out.kp[:] = min(kp, self.profile.kp_max)
@@ -319,11 +346,12 @@ class SafetySupervisor:
         self.fault_reason = ""
         self._phase_time = 0.0
         self._consecutive_overruns = 0
-        clip_into(sample.joint_position, self._lower, self._upper, out=self._start_pose)
+        self._start_pose[:] = sample.joint_position  # unclipped: the envelope brings a joint past its limit in gently
         self._last_target = self._start_pose.copy()
         self.command[:] = 0.0
 
-    def _damping(self, sample: SensorSample | None, out: JointCommand) -> None:
+    def damping_command(self, sample: SensorSample | None, out: JointCommand) -> None:
+        """Write DAMPING's command (kp 0, ``damping_kd``) into ``out``."""
         self._last_target = None
         if sample is not None and all_finite(sample.joint_position):
             clip_into(sample.joint_position, self._lower, self._upper, out=out.position)

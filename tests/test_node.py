@@ -116,3 +116,72 @@ def test_bad_configuration_fails_configure_naming_the_parameter(ros, standing_po
     assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
     assert message in node.configure_error
     assert node.controller is None
+
+
+def _walking(ros, node, probe):
+    node.trigger_configure()
+    node.trigger_activate()
+    assert ros.spin_until(lambda: probe.state == "WALKING", timeout=10), probe.states
+
+
+def _stays_damping(ros, node, probe, reason, since: int):
+    """DAMPING on ~/state ever since ``probe.states[since]``, kp 0 at the robot and the latched reason kept, for a
+    second of ticks after activation."""
+    ros.spin_for(1.0)
+    assert set(probe.states[since:]) == {"DAMPING"}, probe.states
+    assert node.controller.supervisor.fault_reason == reason
+    assert node.controller.command.kp.max() == 0.0
+
+
+def test_an_emergency_stop_survives_deactivate_and_activate(ros, standing_policy):
+    """Finding 2 of the fail-closed review: deactivate + activate used to stand the robot up again."""
+    node = make_node(ros, standing_policy)
+    probe = WalkClient(ros)
+    _walking(ros, node, probe)
+    probe.estop.publish(Empty())
+    assert ros.spin_until(lambda: probe.state == "DAMPING")
+    since = len(probe.states) - 1
+    assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    _stays_damping(ros, node, probe, "emergency stop", since)
+    result = probe.clear_fault()
+    assert result.success and "emergency stop" in result.message
+    assert ros.spin_until(lambda: probe.state == "WALKING", timeout=10)
+    node.trigger_deactivate()
+
+
+def test_an_emergency_stop_survives_cleanup_and_configure_and_one_before_configure_holds(ros, standing_policy):
+    node = make_node(ros, standing_policy)
+    probe = WalkClient(ros)
+    _walking(ros, node, probe)
+    probe.estop.publish(Empty())
+    assert ros.spin_until(lambda: probe.state == "DAMPING")
+    since = len(probe.states) - 1
+    node.trigger_deactivate()
+    assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    node.trigger_activate()
+    _stays_damping(ros, node, probe, "emergency stop", since)
+    node.trigger_deactivate()
+
+    fresh = make_node(ros, standing_policy)  # an e-stop before anything is configured
+    probe.estop.publish(Empty())
+    assert ros.spin_until(lambda: fresh.latched_fault == "emergency stop")
+
+
+def test_an_exception_in_the_nodes_per_tick_work_shows_in_state_and_diagnostics(ros, standing_policy):
+    """Finding 3: the control thread died silently with ~/state WALKING and /diagnostics OK."""
+    node = make_node(ros, standing_policy)
+    probe = WalkClient(ros)
+    _walking(ros, node, probe)
+
+    def broken(now, controller):
+        raise ValueError("telemetry buffer mismatch")
+
+    node.telemetry.capture = broken
+    assert ros.spin_until(lambda: probe.state == "DAMPING", timeout=10)
+    expected = "DAMPING: control loop failed: ValueError: telemetry buffer mismatch"
+    assert ros.spin_until(lambda: any(d.status[0].level == DiagnosticStatus.ERROR and d.status[0].message == expected
+                                      for d in probe.diagnostics), timeout=10)
+    assert node.loop.running and node.controller.command.kp.max() == 0.0
+    node.trigger_deactivate()

@@ -162,6 +162,69 @@ def test_clear_fault_refused_while_sensors_are_unhealthy(profile):
     assert not ok and "tilt" in message
 
 
+def test_an_emergency_stop_while_inactive_holds_through_activate(profile):
+    """Finding 2 of the fail-closed review: an e-stop before activation used to be cleared by activate."""
+    sup = make(profile)
+    sup.emergency_stop()
+    assert not sup.activate(sample(profile))
+    out = sup.step(sample(profile), 0.0, None, JointCommand(12))
+    assert sup.state == State.DAMPING and sup.fault_reason == "emergency stop" and np.all(out.kp == 0.0)
+
+
+@pytest.mark.parametrize("cause", ["emergency stop", "backend error: port gone"])
+def test_a_latched_fault_survives_deactivate_and_activate(profile, cause):
+    """Finding 2: fault, deactivate, activate used to stand the robot up again; only clear_fault releases it."""
+    sup = make(profile)
+    t = walk_to(sup, profile) + DT
+    sup.fault(cause)
+    sup.deactivate("deactivated")
+    assert sup.fault_reason == cause  # the orderly stop does not overwrite why the robot is damped
+    assert not sup.activate(sample(profile, stamp=t))
+    out = sup.step(sample(profile, stamp=t), t, profile.default_pose, out=JointCommand(12))
+    assert sup.state == State.DAMPING and np.all(out.kp == 0.0)
+    ok, _ = sup.clear_fault(sample(profile, stamp=t), t)
+    assert ok and sup.state == State.STANDING_UP and not sup.latched_fault
+
+
+def test_an_orderly_deactivate_is_not_a_latch(profile):
+    sup = make(profile)
+    t = walk_to(sup, profile) + DT
+    sup.deactivate("deactivated")
+    assert sup.state == State.DAMPING and not sup.latched_fault
+    assert sup.activate(sample(profile, stamp=t)) and sup.state == State.STANDING_UP
+
+
+def test_stand_up_from_past_a_joint_limit_starts_at_the_measured_pose_and_never_jumps(profile):
+    """Finding 7: a knee resting 0.10 rad past its (inset) limit, as a Pupper v3's knees rest on their stops after
+    homing. The first target used to be the pose clipped into the limits (0.15 rad away at kp 5); now every target
+    follows the soft start from the measured pose, moving inward only."""
+    sup = make(profile, soft_start_duration=1.0)
+    knee = profile.joints.index("leg_front_r_3")
+    rest = profile.default_pose.copy()
+    rest[knee] = profile.upper_limits[knee] + 0.10
+    assert sup.activate(sample(profile, rest))
+    soft_start_step = np.abs(profile.default_pose - rest) * DT / sup.limits.soft_start_duration
+    previous, out = rest.copy(), JointCommand(12)
+    for k in range(1, int(1.0 / DT) + 1):
+        sup.step(sample(profile, rest, stamp=k * DT), k * DT, profile.default_pose, out)
+        moved = out.position - previous
+        assert np.all(np.abs(moved) <= soft_start_step + 1e-9), (k, moved[knee], soft_start_step[knee])
+        assert moved[knee] <= 1e-12  # only inward
+        previous = out.position.copy()
+    np.testing.assert_allclose(out.position, profile.default_pose, atol=1e-9)
+
+
+def test_the_default_joint_speed_limit_is_where_one_ticks_step_asks_for_the_torque_limit(profile):
+    from pupper_ros.robot_profile import load_robot_profile
+    from pupper_ros.safety import joint_speed_limit
+
+    v2 = load_robot_profile("pupper_v2")
+    assert joint_speed_limit(profile, DT) == pytest.approx(profile.torque_limit / (profile.kp * DT))  # 30 rad/s
+    assert joint_speed_limit(v2, DT) == v2.velocity_limit  # 21 rad/s from the torque, capped at 20
+    assert joint_speed_limit(profile, DT / 10) == profile.velocity_limit  # a faster loop: the velocity limit caps
+    assert joint_speed_limit(profile, DT, 7.0) == 7.0
+
+
 def test_overruns_must_be_consecutive(profile):
     sup = make(profile, max_consecutive_overruns=3)
     walk_to(sup, profile)
@@ -234,13 +297,17 @@ def test_every_command_stays_inside_the_envelope(profile, events):
             sup.note_overrun(1)
         elif kind == "activate":
             sup.activate(reading)
+        if kind in ("clear", "activate") and sup.state == State.STANDING_UP and previous is None:
+            previous = q.copy()  # a stand-up starts from the measured pose: its first target is one step from it
         sup.update_command(t)
         was_active = sup.state in (State.STANDING_UP, State.WALKING)
         policy_used = sup.needs_policy
         faulty = bool(sup.sensor_problem(reading, t)) or (policy_used and not np.all(np.isfinite(policy)))
         sup.step(reading, t, np.array(policy), out)
         assert np.all(np.isfinite(out.position)) and np.all(np.isfinite(out.kp)) and np.all(np.isfinite(out.kd))
-        assert np.all(out.position >= lower - 1e-9) and np.all(out.position <= upper + 1e-9)
+        # inside the limits, or (a stand-up from a joint past its limit) no further out than the previous target
+        low, high = (lower, upper) if previous is None else (np.minimum(lower, previous), np.maximum(upper, previous))
+        assert np.all(out.position >= low - 1e-9) and np.all(out.position <= high + 1e-9)
         assert np.all((0 <= out.kp) & (out.kp <= profile.kp_max)) and np.all((0 <= out.kd) & (out.kd <= profile.kd_max))
         assert np.all(np.isfinite(sup.command)) and np.all(sup.command >= profile.command_low) and np.all(sup.command <= profile.command_high)
         if was_active and faulty:

@@ -65,7 +65,7 @@ def stop(proc):
 def assert_inside_envelope(emu, profile, margin=0.05):
     assert np.all(emu.target_low >= profile.lower_limits + margin - 1e-6)
     assert np.all(emu.target_high <= profile.upper_limits - margin + 1e-6)
-    assert emu.max_abs_target_step <= joint_speed_limit(profile) * TICK + 1e-6  # the node's default per-tick limit
+    assert emu.max_abs_target_step <= joint_speed_limit(profile, TICK) * TICK + 1e-6  # the node's default per-tick limit
     assert emu.max_kp <= profile.kp_max + 1e-6 and emu.max_kd <= profile.kd_max + 1e-6
 
 

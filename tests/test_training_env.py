@@ -5,7 +5,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from pupper_ros.contract import CURRENT_CONTRACT
-from pupper_ros.safety import SafetyLimits
+from pupper_ros.safety import SafetyLimits, joint_speed_limit
 from training import rewards
 from training.config import ConfigError, load_config
 from training.env import PupperEnv
@@ -194,10 +194,10 @@ def test_swing_height_counts_only_feet_the_clock_has_in_swing():
 
 
 def test_actions_reach_the_motors_through_the_runtimes_target_envelope(env, profile):
-    """The runtime's supervisor rate-limits targets at the profile's velocity limit and keeps a margin from the joint
-    limits; the environment applies the same envelope, so a policy never learns on jumps it cannot send."""
+    """The runtime's supervisor rate-limits targets at the robot's default joint speed limit and keeps a margin from
+    the joint limits; the environment applies the same envelope, so a policy never learns on jumps it cannot send."""
     env.reset(seed=3)
-    max_step = profile.velocity_limit * env.dt
+    max_step = joint_speed_limit(profile, env.dt) * env.dt
     limit = CURRENT_CONTRACT.action_clip
     for sign in (1.0, -1.0, 1.0):
         before = env.previous_targets.copy()
