@@ -16,12 +16,25 @@ TORCH_INDEX ?=
 BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.pupper_ros-run-installed
 TEST_STAMP := $(VENV)/.pupper_ros-test-installed
+# The test stand-in of ros2_control's controller_manager_msgs (not on PyPI), built with colcon into the venv itself:
+# the ROS wheels put the venv's lib/ on the library path, so its type support loads like theirs.
+CM_MSGS := tests/controller_manager_msgs
+CM_MSGS_STAMP := $(VENV)/.controller_manager_msgs-built
 
 .PHONY: run test setup setup-run bench clean
 .DEFAULT_GOAL := run
 
 setup: $(TEST_STAMP)
-setup-run: $(RUN_STAMP)
+setup-$(CM_MSGS_STAMP): $(TEST_STAMP) $(wildcard $(CM_MSGS)/* $(CM_MSGS)/*/*)
+	rm -rf $(VENV)/cm_msgs_build
+	cd $(CM_MSGS) && CMAKE_PREFIX_PATH=$(abspath $(VENV)) AMENT_PREFIX_PATH=$(abspath $(VENV)) PATH=$(abspath $(BIN)):$$PATH \
+		$(abspath $(BIN))/colcon --log-base $(abspath $(VENV))/cm_msgs_build/log build --base-paths . \
+		--build-base $(abspath $(VENV))/cm_msgs_build --install-base $(abspath $(VENV)) --merge-install \
+		--event-handlers console_direct- --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE=$(abspath $(BIN))/python \
+		> $(abspath $(VENV))/cm_msgs_build.log 2>&1 || (tail -40 $(abspath $(VENV))/cm_msgs_build.log; exit 1)
+	@touch $@
+
+run: $(RUN_STAMP)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,14 +51,23 @@ $(TEST_STAMP): pyproject.toml setup.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[$(TEST_EXTRAS)]"
 	@touch $@ $(RUN_STAMP)
 
+$(CM_MSGS_STAMP): $(TEST_STAMP) $(wildcard $(CM_MSGS)/* $(CM_MSGS)/*/*)
+	rm -rf $(VENV)/cm_msgs_build
+	cd $(CM_MSGS) && CMAKE_PREFIX_PATH=$(abspath $(VENV)) AMENT_PREFIX_PATH=$(abspath $(VENV)) PATH=$(abspath $(BIN)):$$PATH \
+		$(abspath $(BIN))/colcon --log-base $(abspath $(VENV))/cm_msgs_build/log build --base-paths . \
+		--build-base $(abspath $(VENV))/cm_msgs_build --install-base $(abspath $(VENV)) --merge-install \
+		--event-handlers console_direct- --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE=$(abspath $(BIN))/python \
+		> $(abspath $(VENV))/cm_msgs_build.log 2>&1 || (tail -40 $(abspath $(VENV))/cm_msgs_build.log; exit 1)
+	@touch $@
+
 run: $(RUN_STAMP)
 	$(BIN)/pupper-walk --backend sim --demo
 
-test: $(TEST_STAMP)
+test: $(TEST_STAMP) $(CM_MSGS_STAMP)
 	$(BIN)/ruff check pupper_ros training tests benchmarks launch
 	$(BIN)/python -m pytest
 
-bench: $(TEST_STAMP)
+bench: $(TEST_STAMP) $(CM_MSGS_STAMP)
 	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:

@@ -7,11 +7,12 @@
   both see the same machine, with the writer process working beside them), loop jitter and overruns with recording
   on and off at both rates, and the file size per minute;
   resident memory of a runtime process with the policy loaded and no simulator (no torch, no PyBullet);
-  start-up time of `pupper-walk --backend sim` to WALKING (soft start and fade-in included), and from SIGTERM to
-  its exit (damping sent, backend closed; the README promises under 1 s).
+  start-up time of `pupper-walk` to WALKING (soft start and fade-in included) and from SIGTERM to its exit (damping
+  sent, backend closed; the goal is under 1 s) for every backend: sim, serial against the firmware emulator, and
+  ros2_control against its stand-in (tests/ros2_control_standin.py), each robot in a process of its own.
 
 The robot here is a fixed sensor sample (``FixedSampleBackend``): it stands in for hardware so that the figures
-are the runtime's own. Usage: python benchmarks/runtime_latency.py [--seconds S] [--policy FILE]
+are the runtime's own. Usage: python benchmarks/runtime_latency.py [--seconds S] [--policy FILE] [--stop-only] [--rounds N]
 """
 
 from __future__ import annotations
@@ -26,9 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-from pupper_ros import resources
-from pupper_ros.backends.backend import Backend
-from pupper_ros.safety import JointCommand, SensorSample
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the ros2_control stand-in lives in tests/
+os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 90))
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+
+from pupper_ros import resources  # noqa: E402
+from pupper_ros.backends.backend import Backend  # noqa: E402
+from pupper_ros.safety import JointCommand, SensorSample  # noqa: E402
 
 
 class FixedSampleBackend(Backend):
@@ -184,14 +189,40 @@ def runtime_rss_mb(policy_path) -> tuple[float, bool]:
     return float(out[0]), out[1] == "True"
 
 
-def startup_and_shutdown() -> tuple[float, float, int | None]:
-    """Seconds from start to WALKING, seconds from SIGTERM to exit, and the exit code."""
+class RobotStandIn:
+    """What each backend's daemon talks to here: nothing (sim), the firmware emulator on a pseudo-terminal in a
+    process of its own (serial), the ros2_control stand-in in a process of its own (ros2_control)."""
+
+    def __init__(self, backend: str, tmp: Path):
+        self.backend, self.args, self._proc, self._standin = backend, ["--backend", backend], None, None
+        if backend == "serial":
+            link = tmp / "tty"
+            self._proc = subprocess.Popen([sys.executable, "-m", "pupper_ros.sim.firmware_emulator", "--link", str(link)],
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            self._proc.stdout.readline()  # its banner: the port is ready
+            self.args += ["--port", str(link)]
+        elif backend == "ros2_control":
+            from tests.ros2_control_standin import StandInProcess
+
+            self._standin = StandInProcess().__enter__()
+            self.args += ["--ros-args", "-p", "sensor_timeout:=0.5"]  # as its tests: the stand-in shares the two cores
+
+    def close(self) -> None:
+        if self._proc is not None:
+            self._proc.stdin.close()
+            self._proc.terminate()
+            self._proc.wait()
+        if self._standin is not None:
+            self._standin.__exit__()
+
+
+def startup_and_shutdown(backend: str) -> tuple[float, float, int | None]:
+    """For `pupper-walk --backend BACKEND`: seconds from start to WALKING, seconds from SIGTERM to exit, and the exit
+    code."""
     import rclpy
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from std_msgs.msg import String
 
-    os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 90))
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     context = rclpy.Context()
     rclpy.init(context=context)
     node = rclpy.create_node("startup_probe", context=context)
@@ -200,33 +231,55 @@ def startup_and_shutdown() -> tuple[float, float, int | None]:
     node.create_subscription(String, "/pupper_walk/state", lambda m: states.append(m.data), latched)
     executor = rclpy.executors.SingleThreadedExecutor(context=context)
     executor.add_node(node)
-    start = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "pupper_ros.walk", "--backend", "sim"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    elapsed = float("nan")
-    while time.monotonic() - start < 60:
-        executor.spin_once(timeout_sec=0.01)
-        if states and states[-1] == "WALKING":
-            elapsed = time.monotonic() - start
-            break
-    signalled = time.monotonic()
-    proc.terminate()
-    try:
-        code = proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        code = None
-    shutdown = time.monotonic() - signalled
+    with tempfile.TemporaryDirectory() as tmp:
+        robot = RobotStandIn(backend, Path(tmp))
+        try:
+            start = time.monotonic()
+            proc = subprocess.Popen([sys.executable, "-m", "pupper_ros.walk", *robot.args], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+            elapsed = float("nan")
+            while time.monotonic() - start < 60:
+                executor.spin_once(timeout_sec=0.01)
+                if states and states[-1] == "WALKING":
+                    elapsed = time.monotonic() - start
+                    break
+            signalled = time.monotonic()
+            proc.terminate()
+            try:
+                code = proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                code = None
+            shutdown = time.monotonic() - signalled
+        finally:
+            robot.close()
     node.destroy_node()
     rclpy.shutdown(context=context)
     return elapsed, shutdown, code
+
+
+BACKENDS = ("sim", "serial", "ros2_control")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60.0, help="jitter measuring time per rate")
     parser.add_argument("--policy", type=Path, default=resources.default_policy_path())
+    parser.add_argument("--stop-only", action="store_true", help="only start-up and SIGTERM to exit, for every backend")
+    parser.add_argument("--rounds", type=int, default=3, help="start-up and stop rounds per backend")
     args = parser.parse_args()
+    if not args.stop_only:
+        timing(args)
+    for backend in BACKENDS:
+        for _ in range(args.rounds):
+            startup, shutdown, code = startup_and_shutdown(backend)
+            print(f"pupper-walk --backend {backend:12s} start-up to WALKING {startup:5.2f} s (1 s soft start + 1 s fade-in "
+                  f"included); SIGTERM to exit {shutdown:.2f} s, exit code {code}")
+    return 0
+
+
+def timing(args) -> None:
     steps, bare, bound = step_latency(args.policy)
     print(f"control step (obs + inference + safety + command): p50 {np.percentile(steps, 50):6.1f} us  p99 {np.percentile(steps, 99):6.1f} us")
     print(f"bare onnxruntime call, session.run, same model:    p50 {np.percentile(bare, 50):6.1f} us  p99 {np.percentile(bare, 99):6.1f} us")
@@ -250,10 +303,6 @@ def main() -> int:
                 print(line)
     rss, heavy = runtime_rss_mb(args.policy)
     print(f"runtime process RSS (node, serial backend, policy loaded, no simulator): {rss:.0f} MB; torch or pybullet loaded: {heavy}")
-    startup, shutdown, code = startup_and_shutdown()
-    print(f"pupper-walk --backend sim start-up to WALKING: {startup:.2f} s (includes 1 s soft start + 1 s fade-in)")
-    print(f"pupper-walk SIGTERM to exit: {shutdown:.2f} s, exit code {code}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -123,7 +123,11 @@ class Controller:
 
     # --- operator actions, callable from any thread ------------------------------------------------------------
     def activate(self, now: float) -> bool:
+        problem = self.backend.verify()
         with self.lock:
+            if problem:
+                self.supervisor.fault(f"cannot activate: robot link not healthy: {problem}")
+                return False
             return self.supervisor.activate(self.backend.latest_sample(now))
 
     def wait_for_sensors(self, clock, timeout: float) -> bool:
@@ -152,7 +156,7 @@ class Controller:
             self.supervisor.emergency_stop()
 
     def clear_fault(self, now: float) -> tuple[bool, str]:
-        problem = self.backend.problem()
+        problem = self.backend.verify()
         if problem:
             return False, f"robot link not healthy: {problem}"
         with self.lock:

@@ -100,8 +100,10 @@ class Telemetry:
 
 
 class WalkNode(LifecycleNode):
-    def __init__(self, **kwargs):
+    def __init__(self, stop_requested: threading.Event | None = None, **kwargs):
+        """``stop_requested``: set by the process's signal handlers; once set, no activation stands the robot up."""
         super().__init__(NODE_NAME, **kwargs)
+        self.stop_requested = stop_requested or threading.Event()
         for p in PARAMETERS:
             descriptor = ParameterDescriptor(description=p.description)
             if p.low is not None and isinstance(p.default, float):
@@ -197,15 +199,20 @@ class WalkNode(LifecycleNode):
             backend = backend_cls(profile, period, engine=self._param("sim_engine"), gui=self._param("sim_gui"),
                                   realtime=self._param("sim_realtime"))
         else:
-            backend = backend_cls(profile, period, port=self._param("serial_port"), baud=self._param("serial_baud"))
+            backend = backend_cls(profile, period, port=self._param("serial_port"), baud=self._param("serial_baud"),
+                                  damping_kd=self._param("damping_kd"))
         try:
             backend.open()
         except Exception as exc:
             raise ConfigurationError(f"backend '{backend_name}' failed to open: {exc}") from exc
         self.backend = backend
+        try:
+            self.recorder = self._open_recorder(backend_name)
+        except ConfigurationError:
+            backend.abandon()  # puts back what open changed on the robot (a controller switch)
+            raise
         self.controller = Controller(profile, policy, supervisor, backend, int(round(ratio)))
         self.telemetry = Telemetry(profile.num_joints)
-        self.recorder = self._open_recorder(backend_name)
         self.loop = ControlLoop(self.controller, period, lockstep=backend.lockstep, on_tick=self._on_tick)
 
         self._joint_names = list(profile.joints)
@@ -246,6 +253,9 @@ class WalkNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         if self.controller is None:
+            return TransitionCallbackReturn.FAILURE
+        if self.stop_requested.is_set():
+            self.get_logger().warning("activate refused: the daemon is stopping")
             return TransitionCallbackReturn.FAILURE
         self.controller.wait_for_sensors(self.loop.now, FIRST_SAMPLE_TIMEOUT)
         if not self.controller.activate(self.loop.now()):
@@ -292,7 +302,10 @@ class WalkNode(LifecycleNode):
         if self.controller is not None:
             self._stop_in_damping(SHUT_DOWN)
             self.latched_fault = self.controller.supervisor.latched_fault
-            self.controller.backend.close()
+            backend = self.controller.backend
+            backend.close()
+            if backend.stop_report:
+                self.get_logger().info(f"stopped: {backend.stop_report}")
         if self.recorder is not None:
             self.recorder.close()
             self.get_logger().info(f"flight log {self.recorder.path}: {self.recorder.written} records, "

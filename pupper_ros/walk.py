@@ -10,6 +10,10 @@ from pathlib import Path
 
 from pupper_ros.parameters import BY_NAME, PARAMETERS
 
+# Each stops the daemon the same way: damping on the wire, the link closed, exit 0. SIGHUP is an SSH session that
+# dropped; without a handler it would end the process with the last walking command left on the motors.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
 
 def build_parser() -> argparse.ArgumentParser:
     epilog = "ROS parameters (set with --ros-args -p NAME:=VALUE or a --params-file such as config/walk.yaml):\n" + "\n".join(
@@ -61,10 +65,10 @@ def main(argv: list[str] | None = None) -> int:
 
     stop = threading.Event()
     rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOP_SIGNALS:
         signal.signal(sig, lambda *_: stop.set())
     try:
-        node = WalkNode(parameter_overrides=_overrides(args))
+        node = WalkNode(parameter_overrides=_overrides(args), stop_requested=stop)
     except ParameterException as exc:  # a value outside a declared range or of the wrong type
         print(f"pupper-walk: invalid parameter: {exc}", file=sys.stderr)
         rclpy.shutdown()
@@ -89,7 +93,10 @@ def main(argv: list[str] | None = None) -> int:
                     recorder.capture(controller.backend.ground_truth(), controller.sample.joint_position)
 
                 node.loop.on_tick = on_tick
-            node.trigger_activate()
+            if stop.is_set():
+                print("pupper-walk: stopped by a signal during configure; nothing was activated", file=sys.stderr)
+            else:
+                node.trigger_activate()
         if args.demo:
             from pupper_ros.demo import DemoDriver
 

@@ -10,13 +10,19 @@ as a faster policy and the robot walk faster than commanded.
   base_link, linear acceleration zero (the robot's accelerometer is off);
 - three forward_command_controller nodes, ``forward_position_controller``, ``forward_kp_controller`` and
   ``forward_kd_controller``, each with a ``joints`` parameter in yet another order, taking
-  ``std_msgs/Float64MultiArray`` on ``/<name>/commands``. Like the real stack it has no command watchdog.
+  ``std_msgs/Float64MultiArray`` on ``/<name>/commands`` while active (an inactive one ignores them). Like the real
+  stack it has no command watchdog;
+- controller_manager's ``/controller_manager/list_controllers`` and ``/controller_manager/switch_controller``
+  (through the test stand-in of controller_manager_msgs, tests/controller_manager_msgs), over those three and the
+  robot's own ``neural_controller``. By default the forward controllers are active and neural_controller inactive, as
+  after ``ros2 control switch_controllers``; a switch is all or nothing under STRICT, as far as it can go under
+  BEST_EFFORT, and an unconfigured controller cannot be activated.
 
 In-process (``Ros2ControlStandIn(profile).start()``), or as a process of its own, as ros2_control runs on the robot
 (``python -m tests.ros2_control_standin``; ``StandInProcess`` in the tests): then it also publishes the robot's ground
 truth as nav_msgs/Odometry on ``/standin/odom`` (a test-only topic; ``pupper-walk --demo --demo-odom /standin/odom``
-measures the demo on it), prints ``ready`` once it broadcasts, and goes silent when
-``silent`` is written to its standard input.
+measures the demo on it), prints ``ready`` once it broadcasts, goes silent when ``silent`` is written to its
+standard input and sets a controller's state on ``state NAME STATE`` (``state forward_kp_controller inactive``).
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ from nav_msgs.msg import Odometry
 from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Float64MultiArray
 
+from controller_manager_msgs.msg import ControllerState
+from controller_manager_msgs.srv import ListControllers, SwitchController
 from pupper_ros.sim import make_simulation
 
 PHYSICS_HZ = 500.0
@@ -54,35 +62,89 @@ def other_order(joints, seed: int) -> list[str]:
     return order
 
 
+NEURAL_CONTROLLER = "neural_controller"
+FORWARD_TYPE = "forward_command_controller/ForwardCommandController"
+
+
 class ForwardController:
     """One forward_command_controller; ``joints`` is its parameter's value (a test may give it the wrong type)."""
 
-    def __init__(self, context, name: str, joints, profile_index: dict):
+    def __init__(self, context, name: str, joints, profile_index: dict, state: str = "active"):
         self.name = name
+        self.state = state
         self.node = rclpy.create_node(name, context=context, parameter_overrides=[Parameter("joints", value=joints)],
                                       automatically_declare_parameters_from_overrides=True)
-        names = isinstance(joints, list) and all(isinstance(j, str) for j in joints)
-        self.joints = list(joints) if names else []
-        self.slots = np.array([profile_index[j] for j in self.joints if j in profile_index], dtype=int)
+        self._profile_index = profile_index
         self.values: np.ndarray | None = None
         self.received = 0
         self.lock = threading.Lock()
+        self._set_joints(joints)
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.node.create_subscription(Float64MultiArray, f"/{name}/commands", self._on_commands, reliable)
 
+    def _set_joints(self, joints) -> None:
+        names = isinstance(joints, list) and all(isinstance(j, str) for j in joints)
+        self.joints = list(joints) if names else []
+        self.slots = np.array([self._profile_index[j] for j in self.joints if j in self._profile_index], dtype=int)
+
+    def reload(self, joints: list[str]) -> None:
+        """Reloaded with another ``joints`` parameter (as after a controller restart with a changed config)."""
+        self.node.set_parameters([Parameter("joints", value=joints)])
+        with self.lock:
+            self._set_joints(joints)
+            self.values = None
+
     def _on_commands(self, msg: Float64MultiArray) -> None:
-        if len(msg.data) != len(self.joints):  # forward_command_controller ignores a message of the wrong size
+        if self.state != "active" or len(msg.data) != len(self.joints):  # ignored, as the real controller does
             return
         with self.lock:
             self.values = np.asarray(msg.data, dtype=np.float64)
             self.received += 1
 
 
+class ControllerManager:
+    """``/controller_manager``'s two services over the stand-in's controllers: ``states`` maps name -> state."""
+
+    def __init__(self, context, states: dict[str, str], on_change=None):
+        self.states = states
+        self.on_change = on_change
+        self.switch_requests: list = []
+        self.node = rclpy.create_node("controller_manager", context=context)
+        self.node.create_service(ListControllers, "/controller_manager/list_controllers", self._list)
+        self.node.create_service(SwitchController, "/controller_manager/switch_controller", self._switch)
+
+    def _list(self, _request, response):
+        response.controller = [ControllerState(name=name, state=state, type=FORWARD_TYPE if name != NEURAL_CONTROLLER
+                                               else "neural_controller/NeuralController")
+                               for name, state in self.states.items()]
+        return response
+
+    def _switch(self, request, response):
+        self.switch_requests.append(request)
+        problems = [f"'{n}' is not loaded" for n in [*request.activate_controllers, *request.deactivate_controllers]
+                    if n not in self.states]
+        problems += [f"'{n}' is unconfigured" for n in request.activate_controllers if self.states.get(n) == "unconfigured"]
+        if problems and request.strictness == SwitchController.Request.STRICT:
+            response.ok, response.message = False, "; ".join(problems)
+            return response
+        for names, state in ((request.deactivate_controllers, "inactive"), (request.activate_controllers, "active")):
+            for name in names:
+                if name in self.states and self.states[name] != "unconfigured":
+                    self.set_state(name, state)
+        response.ok, response.message = True, "; ".join(problems)
+        return response
+
+    def set_state(self, name: str, state: str) -> None:
+        self.states[name] = state
+        if self.on_change is not None:
+            self.on_change(name, state)
+
+
 class Ros2ControlStandIn:
     """The simulated robot behind the ros2_control interfaces; ``start`` it, ``stop`` it, ``go_silent`` to stop the
     broadcasters, ``ground_truth`` for what really happened."""
 
-    def __init__(self, profile, *, context=None, joints_override: dict | None = None):
+    def __init__(self, profile, *, context=None, joints_override: dict | None = None, states: dict | None = None):
         self.profile = profile
         self.context = context or rclpy.Context()
         self._own_context = context is None
@@ -92,10 +154,13 @@ class Ros2ControlStandIn:
         self.broadcast_order = other_order(profile.joints, 1)
         self._from_profile = np.array([index[j] for j in self.broadcast_order])
         names = {"position": "forward_position_controller", "kp": "forward_kp_controller", "kd": "forward_kd_controller"}
+        states = {**{name: "active" for name in names.values()}, NEURAL_CONTROLLER: "inactive", **(states or {})}
         self.controllers = {}
         for seed, (role, name) in enumerate(names.items(), start=2):
             joints = (joints_override or {}).get(name, other_order(profile.joints, seed))
-            self.controllers[role] = ForwardController(self.context, name, joints, index)
+            self.controllers[role] = ForwardController(self.context, name, joints, index, states[name])
+        self.by_name = {c.name: c for c in self.controllers.values()}
+        self.manager = ControllerManager(self.context, states, on_change=self._on_state)
         self.broadcaster = rclpy.create_node("joint_state_broadcaster", context=self.context)
         self.joint_pub = self.broadcaster.create_publisher(JointState, "/joint_states", 10)
         self.imu_node = rclpy.create_node("imu_sensor_broadcaster", context=self.context)
@@ -113,9 +178,12 @@ class Ros2ControlStandIn:
         # pool for up to 1.2 s at a time, and /joint_states went silent for 100-380 ms in 3 runs of 4 (measured
         # 2026-12-02: the gaps were in the stand-in's own stamps, so the daemon only saw them).
         self._executor = SingleThreadedExecutor(context=self.context)
-        for node in [c.node for c in self.controllers.values()] + [self.broadcaster, self.imu_node]:
+        for node in self._nodes():
             self._executor.add_node(node)
         self._threads = [threading.Thread(target=self._spin, daemon=True), threading.Thread(target=self._run, daemon=True)]
+
+    def _nodes(self):
+        return [c.node for c in self.controllers.values()] + [self.manager.node, self.broadcaster, self.imu_node]
 
     def start(self) -> "Ros2ControlStandIn":
         for thread in self._threads:
@@ -124,6 +192,14 @@ class Ros2ControlStandIn:
 
     def go_silent(self) -> None:
         self.silent = True
+
+    def _on_state(self, name: str, state: str) -> None:
+        if name in self.by_name:
+            self.by_name[name].state = state
+
+    def set_state(self, name: str, state: str) -> None:
+        """A controller changes state behind the daemon's back (``ros2 control set_controller_state``)."""
+        self.manager.set_state(name, state)
 
     def ground_truth(self):
         with self.lock:
@@ -206,7 +282,7 @@ class Ros2ControlStandIn:
             if thread.is_alive():
                 thread.join(timeout=2.0)
         self._executor.shutdown(timeout_sec=1.0)
-        for node in [c.node for c in self.controllers.values()] + [self.broadcaster, self.imu_node]:
+        for node in self._nodes():
             node.destroy_node()
         self.sim.close()
         if self._own_context:
@@ -220,12 +296,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.ros2_control_standin", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--joints-override", default="{}", help="JSON: controller name -> its 'joints' parameter value")
+    parser.add_argument("--states", default="{}", help="JSON: controller name -> its state at start")
     args = parser.parse_args(argv)
     try:  # controller_manager runs at real-time priority on the robot; here a higher scheduling priority stands in
         os.nice(-10)
     except PermissionError:
         pass
-    robot = Ros2ControlStandIn(load_robot_profile(), joints_override=json.loads(args.joints_override)).start()
+    robot = Ros2ControlStandIn(load_robot_profile(), joints_override=json.loads(args.joints_override),
+                               states=json.loads(args.states)).start()
     odom_node = rclpy.create_node("standin_ground_truth", context=robot.context)
     odom_pub = odom_node.create_publisher(Odometry, "/standin/odom", 10)
 
@@ -242,8 +320,11 @@ def main(argv: list[str] | None = None) -> int:
     print("ready", flush=True)
     try:
         for line in sys.stdin:
-            if line.strip() == "silent":
+            words = line.split()
+            if words == ["silent"]:
                 robot.go_silent()
+            elif len(words) == 3 and words[0] == "state":
+                robot.set_state(words[1], words[2])
     except KeyboardInterrupt:
         pass
     robot.stop()
@@ -253,8 +334,9 @@ def main(argv: list[str] | None = None) -> int:
 class StandInProcess:
     """The stand-in in a process of its own: ``with StandInProcess() as standin: ...``."""
 
-    def __init__(self, joints_override: dict | None = None):
-        self.args = [sys.executable, "-m", "tests.ros2_control_standin", "--joints-override", json.dumps(joints_override or {})]
+    def __init__(self, joints_override: dict | None = None, states: dict | None = None):
+        self.args = [sys.executable, "-m", "tests.ros2_control_standin", "--joints-override", json.dumps(joints_override or {}),
+                     "--states", json.dumps(states or {})]
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> "StandInProcess":
@@ -268,6 +350,10 @@ class StandInProcess:
 
     def go_silent(self) -> None:
         self.proc.stdin.write("silent\n")
+        self.proc.stdin.flush()
+
+    def set_state(self, name: str, state: str) -> None:
+        self.proc.stdin.write(f"state {name} {state}\n")
         self.proc.stdin.flush()
 
     def __exit__(self, *exc) -> None:

@@ -17,10 +17,12 @@ from nav_msgs.msg import Odometry
 from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Float64MultiArray
 
+from controller_manager_msgs.srv import SwitchController
 from pupper_ros.backends import BackendError
 from pupper_ros.backends.ros2_control_backend import Ros2ControlBackend
 from tests.ros2_control_standin import Ros2ControlStandIn, StandInProcess
-from tests.ros_helpers import EVENTUALLY_S, RosHarness, WalkClient, stop_process
+from pupper_ros.safety import JointCommand
+from tests.ros_helpers import EVENTUALLY_S, RosHarness, WalkClient, stop_process, wait_until
 
 
 
@@ -117,11 +119,117 @@ def test_a_joints_parameter_of_the_wrong_type_is_refused(profile, value, kind):
         robot.stop()
 
 
-def test_without_controller_manager_msgs_activation_names_the_command(profile, standin):
-    backend = Ros2ControlBackend(profile, 0.02, context=standin.context, activate_controllers=True)
-    with pytest.raises(BackendError, match="ros2 control switch_controllers --activate forward_position_controller "
-                                           "forward_kp_controller forward_kd_controller --deactivate neural_controller"):
-        backend.open()
+def open_backend(profile, robot, **kwargs) -> Ros2ControlBackend:
+    backend = Ros2ControlBackend(profile, 0.02, context=robot.context, **kwargs)
+    backend.open()
+    return backend
+
+
+def test_activate_controllers_switches_strictly_and_the_check_passes(profile):
+    """The success path of the switch (controller_manager_msgs built from the test stand-in package): the three
+    forward controllers activated and neural_controller deactivated in one STRICT request."""
+    robot = Ros2ControlStandIn(profile, states={**{c: "inactive" for c in RobotWatch.ROLES.values()},
+                                                "neural_controller": "active"}).start()
+    try:
+        backend = open_backend(profile, robot, activate_controllers=True)
+        (request,) = robot.manager.switch_requests
+        assert request.strictness == SwitchController.Request.STRICT
+        assert sorted(request.activate_controllers) == sorted(RobotWatch.ROLES.values())
+        assert list(request.deactivate_controllers) == ["neural_controller"]
+        assert robot.manager.states["neural_controller"] == "inactive"
+        assert backend.verify() == ""
+        backend.close()
+    finally:
+        robot.stop()
+
+
+def test_a_refused_switch_fails_configure_with_the_managers_reason(profile):
+    """STRICT: the kd controller cannot be activated (unconfigured), so nothing is switched."""
+    robot = Ros2ControlStandIn(profile, states={"forward_position_controller": "inactive",
+                                                "forward_kp_controller": "inactive",
+                                                "forward_kd_controller": "unconfigured",
+                                                "neural_controller": "active"}).start()
+    try:
+        with pytest.raises(BackendError, match="refused to switch controllers .'forward_kd_controller' is unconfigured"):
+            open_backend(profile, robot, activate_controllers=True)
+        assert robot.manager.states["forward_position_controller"] == "inactive"
+        assert robot.manager.states["neural_controller"] == "active"
+    finally:
+        robot.stop()
+
+
+def test_an_open_that_fails_after_switching_puts_the_switch_back(profile):
+    """Finding 9: a configure failure after activate_controllers left the switch in place (here the broadcasters
+    are silent, so open fails waiting for the first messages, after the switch)."""
+    robot = Ros2ControlStandIn(profile, states={**{c: "inactive" for c in RobotWatch.ROLES.values()},
+                                                "neural_controller": "active"}).start()
+    robot.go_silent()
+    try:
+        with pytest.raises(BackendError, match="no valid message"):
+            open_backend(profile, robot, activate_controllers=True, timeout=1.0)
+        assert len(robot.manager.switch_requests) == 2  # the switch, and the switch back
+        assert robot.manager.states["neural_controller"] == "active"
+        assert all(robot.manager.states[c] == "inactive" for c in RobotWatch.ROLES.values())
+    finally:
+        robot.stop()
+
+
+def test_abandon_puts_back_the_switch_made_at_open(profile):
+    """What the node calls when configure fails after the backend opened (an unwritable flight log, say)."""
+    robot = Ros2ControlStandIn(profile, states={**{c: "inactive" for c in RobotWatch.ROLES.values()},
+                                                "neural_controller": "active"}).start()
+    try:
+        backend = open_backend(profile, robot, activate_controllers=True)
+        backend.abandon()
+        assert robot.manager.states["neural_controller"] == "active"
+        assert robot.manager.states["forward_kp_controller"] == "inactive"
+    finally:
+        robot.stop()
+
+
+@pytest.mark.parametrize("state", ["inactive", "unconfigured"])
+def test_configure_refuses_an_inactive_controller_naming_it_and_the_command(profile, state):
+    """Finding 4: an inactive kp controller was assumed active; DAMPING's kp 0 would have gone into nothing."""
+    robot = Ros2ControlStandIn(profile, states={"forward_kp_controller": state}).start()
+    try:
+        with pytest.raises(BackendError, match=f"controller 'forward_kp_controller' is {state}, not active "
+                                               r"\(activate them: ros2 control switch_controllers"):
+            open_backend(profile, robot)
+    finally:
+        robot.stop()
+
+
+def test_a_controller_deactivated_or_reloaded_later_is_found_by_verify_and_write_raises(profile, standin):
+    backend = open_backend(profile, standin)
+    try:
+        assert backend.verify() == ""
+        standin.set_state("forward_position_controller", "inactive")
+        assert "controller 'forward_position_controller' is inactive, not active" in backend.verify()
+        damping = JointCommand(profile.num_joints)
+        with pytest.raises(BackendError, match="forward_position_controller"):
+            backend.write(damping, 0.0)
+        standin.set_state("forward_position_controller", "active")
+        assert backend.verify() == ""
+        standin.controllers["kd"].reload(list(reversed(standin.controllers["kd"].joints)))  # same joints, new order
+        assert "controller 'forward_kd_controller' changed its 'joints' since configure" in backend.verify()
+    finally:
+        backend.close()
+
+
+def test_the_periodic_check_finds_a_controller_gone_inactive_without_being_asked(profile, standin):
+    backend = open_backend(profile, standin)
+    try:
+        standin.set_state("forward_kp_controller", "inactive")
+        assert wait_until(lambda: "forward_kp_controller" in backend.problem())
+    finally:
+        backend.close()
+
+
+def test_close_reports_whether_the_controllers_acknowledged_damping(profile, standin):
+    backend = open_backend(profile, standin)
+    backend.close()
+    assert backend.stop_report == "damping acknowledged by all three forward controllers"
+    assert np.all(standin.last_command("kp") == 0.0)
 
 
 def test_bad_messages_are_dropped_and_counted_with_a_reason(profile, standin):
@@ -220,3 +328,51 @@ def test_the_demo_walks_the_standin_measured_on_its_ground_truth_and_ends_in_dam
         assert abs(measured["turn left"][2] - 1.0) < 0.2, measured
         # the daemon exited by itself at the end of the script: the last command on the wire is damping
         assert ros.spin_until(watch.damping, timeout=EVENTUALLY_S), watch.last.get("kp")
+
+
+def test_a_controller_deactivated_while_walking_latches_damping_naming_it(ros):
+    """Finding 4, while walking: the periodic check finds the kp controller inactive; the daemon latches DAMPING
+    naming it, and ~/clear_fault is refused until the controller is active again."""
+    client = WalkClient(ros)
+    with StandInProcess() as standin:
+        proc = start_walk()
+        try:
+            _walking(ros, client, proc)
+            standin.set_state("forward_kp_controller", "inactive")
+            assert client.wait_state("DAMPING", timeout=EVENTUALLY_S), client.states
+
+            def faults():
+                return [kv.value for d in client.diagnostics for status in d.status for kv in status.values if kv.key == "fault"]
+
+            assert ros.spin_until(lambda: any("controller 'forward_kp_controller' is inactive" in f for f in faults()),
+                                  timeout=EVENTUALLY_S), faults()[-3:]
+            refused = client.clear_fault()
+            assert not refused.success and "forward_kp_controller" in refused.message
+            standin.set_state("forward_kp_controller", "active")
+            assert ros.spin_until(lambda: client.clear_fault().success, timeout=EVENTUALLY_S)
+            assert client.wait_state("WALKING", timeout=30), client.states
+        finally:
+            stop_and_read(proc)
+
+
+def test_sigterm_during_configure_activates_nothing_and_exits_0(ros):
+    """Finding 6: a signal during configure used to be followed by activation and a stand-up command. The daemon
+    starts before the robot's stack, so its configure waits for controller_manager; SIGTERM arrives then; the stack
+    comes up and configure completes, and no command with kp > 0 ever reaches the controllers."""
+    watch = RobotWatch(ros)
+    kps = []
+    for controller in ("forward_kp_controller",):
+        watch.node.create_subscription(Float64MultiArray, f"/{controller}/commands", lambda m: kps.append(max(m.data)),
+                                       QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    proc = start_walk()
+    try:
+        assert ros.spin_until(lambda: "pupper_walk" in watch.node.get_node_names(), timeout=30)
+        proc.send_signal(signal.SIGTERM)
+        with StandInProcess():
+            output = proc.communicate(timeout=60)[0]
+            ros.spin_for(1.0)
+        assert proc.returncode == 0, output
+        assert "stopped by a signal during configure; nothing was activated" in output
+        assert kps and all(kp == 0.0 for kp in kps), kps  # damping from close, nothing else
+    finally:
+        stop_and_read(proc)

@@ -85,6 +85,16 @@ def test_motors_stay_idle_until_activation_and_close_sends_damping(emulator, pro
     assert emulator.commands_received == 1 and emulator.max_kp == 0.0 and emulator.max_kd > 0  # damping, not a jump
 
 
+def test_close_damps_with_the_damping_kd_parameter(emulator, profile):
+    """Finding 9 of the fail-closed review: close sent kd 0.1 whatever damping_kd said."""
+    backend = SerialBackend(profile, TICK, port=str(emulator.port), damping_kd=0.4)
+    backend.open()
+    assert wait_until(lambda: has_sample(backend))
+    backend.close()
+    assert wait_until(lambda: emulator.commands_received > 0)
+    assert emulator.max_kp == 0.0 and emulator.max_kd == pytest.approx(0.4)
+
+
 def test_a_missing_port_is_named_clearly(profile, tmp_path):
     backend = SerialBackend(profile, TICK, port=str(tmp_path / "ttyACM9"))
     with pytest.raises(BackendError, match="no such device"):

@@ -55,7 +55,8 @@ def test_walks_forward_in_mujoco(ros):
             proc.wait()
 
 
-def test_sigint_sends_damping_and_exits_0(ros, tmp_path, profile):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP], ids=["SIGINT", "SIGHUP (an SSH session that dropped)"])
+def test_a_stop_signal_sends_damping_and_exits_0(ros, tmp_path, profile, sig):
     from tests.policies import standing_network, write_policy
 
     policy = write_policy(tmp_path / "stand.onnx", profile, standing_network())
@@ -63,7 +64,7 @@ def test_sigint_sends_damping_and_exits_0(ros, tmp_path, profile):
     try:
         watch = WalkClient(ros)
         assert ros.spin_until(lambda: watch.state == "WALKING", timeout=30), (watch.states, proc.poll())
-        code = stop_process(proc, signal.SIGINT)
+        code = stop_process(proc, sig)
         assert ros.spin_until(lambda: watch.state == "DAMPING", timeout=10)  # published before the process ended
         assert code == 0, proc.stderr.read()
     finally:

@@ -37,9 +37,21 @@ class Backend(ABC):
     def close(self) -> None:
         """Leave the motors damped (or idle) and release the link; safe to call twice."""
 
+    #: What ``close`` left on the robot, as far as the link can tell (for the log).
+    stop_report: str = ""
+
     def problem(self) -> str:
-        """Why the link cannot be trusted right now ("" when it can); checked before a fault is cleared."""
+        """Why the link cannot be trusted right now ("" when it can); never blocks."""
         return ""
+
+    def verify(self) -> str:
+        """Like ``problem``, but checked afresh where the link can (it may take a round trip); called before
+        activation and before a fault is cleared."""
+        return self.problem()
+
+    def abandon(self) -> None:
+        """A configure that failed after ``open``: put back whatever ``open`` changed on the robot, then close."""
+        self.close()
 
     def diagnostics(self) -> dict[str, str]:
         return {}

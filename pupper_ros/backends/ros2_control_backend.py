@@ -7,7 +7,15 @@ launch. Each controller's joint order is read from its ``joints`` parameter over
 assumed; joint states are mapped by name. A sample's age counts from its arrival, so the supervisor's sensor
 timeout works as with the other backends. Malformed messages are dropped and counted, with the reason in
 /diagnostics; a profile joint missing from /joint_states stops the samples, so the sensor timeout latches DAMPING.
-This stack has no command watchdog: ``close`` publishes damping (kp 0) and waits for it to be acknowledged.
+
+The controllers are checked, not assumed: through controller_manager's ``list_controllers`` and each controller's
+``joints`` parameter, at open (configure), in ``verify`` (activate and ``~/clear_fault``) and every
+``CONTROLLER_CHECK_PERIOD`` while open. A controller that is not active, or whose joints changed, makes every
+``write`` raise after publishing (so the supervisor latches DAMPING naming it, and damping still reaches the
+controllers that listen). ``activate_controllers`` switches with STRICT strictness; an ``open`` that fails after
+switching puts the switch back, as does ``abandon`` (a configure that failed after ``open``).
+This stack has no command watchdog: ``close`` publishes damping (kp 0) and waits up to ``CLOSE_ACK_TIMEOUT`` for the
+controllers to acknowledge it, reporting in ``stop_report`` whether they did.
 """
 
 from __future__ import annotations
@@ -32,6 +40,19 @@ from pupper_ros.safety import JointCommand, SensorSample
 
 NEURAL_CONTROLLER = "neural_controller"  # the robot's own policy, which must not drive the joints at the same time
 FUTURE_STAMP_TOLERANCE_S = 0.5  # a message stamped further ahead than this is from a wrong clock
+CONTROLLER_CHECK_PERIOD = 0.5  # s between checks of the controllers while the backend is open
+CLOSE_ACK_TIMEOUT = 0.5  # s close waits, in all, for the controllers to acknowledge damping
+
+
+def controller_manager_services():
+    """controller_manager_msgs' services; without them the controllers cannot be checked, so the backend refuses."""
+    try:
+        from controller_manager_msgs.srv import ListControllers, SwitchController
+    except ImportError:
+        raise BackendError("controller_manager_msgs is not installed here, so the ros2_control backend cannot confirm "
+                           "that its controllers are active (it comes with ros2_control: source your ROS 2 setup "
+                           "first)") from None
+    return ListControllers, SwitchController
 
 
 def switch_command(controllers: list[str]) -> str:
@@ -68,28 +89,47 @@ class Ros2ControlBackend(Backend):
         self._orders: dict[str, np.ndarray] = {}  # role -> profile index of each slot in the controller's order
         self._publishers = {}
         self._messages = {}
+        self._clients = {}
+        self._switched = False  # whether open switched the controllers (and so a failed configure switches back)
+        self._controller_problem = ""  # the newest check's finding; "" while all three are active and unchanged
+        self._check_lock = threading.Lock()
+        self._checker: threading.Thread | None = None
+        self._closing = threading.Event()
+        self.stop_report = ""
 
     # --- configure ---------------------------------------------------------------------------------------------
     def open(self) -> None:
+        list_type, switch_type = controller_manager_services()
         context = self.context if self.context is not None else rclpy.get_default_context()
         self.node = rclpy.create_node("pupper_walk_ros2_control", context=context)
         self._executor = SingleThreadedExecutor(context=context)
         self._executor.add_node(self.node)
+        self._closing.clear()
         try:
+            self._clients["list"] = self.node.create_client(list_type, "/controller_manager/list_controllers")
+            self._clients["switch"] = self.node.create_client(switch_type, "/controller_manager/switch_controller")
             for role, controller in self.controllers.items():
-                self._orders[role] = self._controller_order(controller)
+                self._clients[role] = self.node.create_client(GetParameters, f"/{controller}/get_parameters")
+                self._orders[role] = self._controller_order(role)
             reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
             for role, controller in self.controllers.items():
                 self._publishers[role] = self.node.create_publisher(Float64MultiArray, f"/{controller}/commands", reliable)
                 self._messages[role] = Float64MultiArray()
             if self.activate_controllers:
-                self._switch_controllers()
+                self._switch_controllers(switch_type)
+            problem = self._check_controllers()
+            if problem:
+                hint = "" if self.activate_controllers else f" (activate them: {switch_command(list(self.controllers.values()))})"
+                raise BackendError(problem + hint)
             self.node.create_subscription(JointState, self.joint_states_topic, self._on_joint_states, qos_profile_sensor_data)
             self.node.create_subscription(Imu, self.imu_topic, self._on_imu, qos_profile_sensor_data)
             self._spinner = threading.Thread(target=self._spin, name="ros2_control_backend", daemon=True)
             self._spinner.start()
             self._wait_for_first_messages()
+            self._checker = threading.Thread(target=self._check_periodically, name="ros2_control_check", daemon=True)
+            self._checker.start()
         except BaseException:
+            self._switch_back()
             self._shutdown_node()
             raise
 
@@ -99,19 +139,21 @@ class Ros2ControlBackend(Backend):
                                "controller loaded?)")
         future = client.call_async(request)
         deadline = time.monotonic() + self.timeout
-        while not future.done() and time.monotonic() < deadline:
-            self._executor.spin_once(timeout_sec=0.05)
+        if self._spinner is None:  # configure: this thread spins the backend's node itself
+            while not future.done() and time.monotonic() < deadline:
+                self._executor.spin_once(timeout_sec=0.05)
+        else:  # the spinner thread delivers the answer
+            answered = threading.Event()
+            future.add_done_callback(lambda _: answered.set())
+            answered.wait(self.timeout)
         if not future.done():
             raise BackendError(f"{what}: no answer within {self.timeout:g} s")
         return future.result()
 
-    def _controller_order(self, controller: str) -> np.ndarray:
-        client = self.node.create_client(GetParameters, f"/{controller}/get_parameters")
-        try:
-            what = f"controller '{controller}': reading its 'joints' parameter"
-            response = self._call(client, GetParameters.Request(names=["joints"]), what)
-        finally:
-            self.node.destroy_client(client)
+    def _controller_order(self, role: str) -> np.ndarray:
+        controller = self.controllers[role]
+        what = f"controller '{controller}': reading its 'joints' parameter"
+        response = self._call(self._clients[role], GetParameters.Request(names=["joints"]), what)
         value = response.values[0] if response.values else None
         if value is None or value.type == ParameterType.PARAMETER_NOT_SET:
             raise BackendError(f"controller '{controller}' has no 'joints' parameter")
@@ -128,22 +170,70 @@ class Ros2ControlBackend(Backend):
                                f"twice: {', '.join(unknown) or joints}")
         return np.array([self._index[j] for j in joints])
 
-    def _switch_controllers(self) -> None:
+    def _controller_states(self) -> dict[str, str]:
+        list_type, _ = controller_manager_services()
+        response = self._call(self._clients["list"], list_type.Request(), "/controller_manager/list_controllers")
+        return {c.name: c.state for c in response.controller}
+
+    def _check_controllers(self) -> str:
+        """What is wrong with the three forward controllers right now ("" when all are active with the joints read
+        at open); also kept for ``write`` and ``problem``."""
+        with self._check_lock:
+            try:
+                states = self._controller_states()
+                problem = ""
+                for role, controller in self.controllers.items():
+                    state = states.get(controller)
+                    if state is None:
+                        problem = f"controller '{controller}' is not loaded in controller_manager"
+                    elif state != "active":
+                        problem = f"controller '{controller}' is {state}, not active"
+                    elif not np.array_equal(self._controller_order(role), self._orders[role]):
+                        problem = f"controller '{controller}' changed its 'joints' since configure"
+                    if problem:
+                        break
+            except BackendError as exc:
+                problem = f"cannot check the controllers: {exc}"
+            self._controller_problem = problem
+            return problem
+
+    def _check_periodically(self) -> None:
+        while not self._closing.wait(CONTROLLER_CHECK_PERIOD):
+            try:
+                self._check_controllers()
+            except Exception:  # noqa: BLE001 - the node went away under a check: the backend is closing
+                return
+
+    def _switch(self, activate: list[str], deactivate: list[str], strict: bool = True):
+        _, switch_type = controller_manager_services()
+        strictness = switch_type.Request.STRICT if strict else switch_type.Request.BEST_EFFORT
+        request = switch_type.Request(activate_controllers=activate, deactivate_controllers=deactivate, strictness=strictness)
+        return self._call(self._clients["switch"], request, "/controller_manager/switch_controller")
+
+    def _switch_controllers(self, switch_type) -> None:
         wanted = list(self.controllers.values())
-        try:
-            from controller_manager_msgs.srv import SwitchController
-        except ImportError:
-            raise BackendError("parameter 'activate_controllers' is set but controller_manager_msgs is not installed "
-                               f"here; activate the controllers yourself: {switch_command(wanted)}") from None
-        client = self.node.create_client(SwitchController, "/controller_manager/switch_controller")
-        request = SwitchController.Request(activate_controllers=wanted, deactivate_controllers=[NEURAL_CONTROLLER],
-                                           strictness=SwitchController.Request.BEST_EFFORT)
-        try:
-            response = self._call(client, request, "/controller_manager/switch_controller")
-        finally:
-            self.node.destroy_client(client)
+        states = self._controller_states()
+        activate = [c for c in wanted if states.get(c) != "active"]
+        deactivate = [NEURAL_CONTROLLER] if states.get(NEURAL_CONTROLLER) == "active" else []
+        if not activate and not deactivate:
+            return
+        response = self._switch(activate, deactivate)
         if not response.ok:
-            raise BackendError(f"controller_manager refused to switch controllers; try: {switch_command(wanted)}")
+            raise BackendError(f"controller_manager refused to switch controllers ({response.message or 'no reason given'}); "
+                               f"try: {switch_command(wanted)}")
+        self._switched_to = (activate, deactivate)
+        self._switched = True
+
+    def _switch_back(self) -> None:
+        """Undo open's switch (a configure that failed); best effort, since the switch is being given up."""
+        if not self._switched or self.node is None:
+            return
+        activated, deactivated = self._switched_to
+        self._switched = False
+        try:
+            self._switch(deactivated, activated, strict=False)
+        except BackendError:
+            pass
 
     def _wait_for_first_messages(self) -> None:
         deadline = time.monotonic() + self.timeout
@@ -245,13 +335,24 @@ class Ros2ControlBackend(Backend):
             message = self._messages[role]
             message.data = values[self._orders[role]].tolist()
             self._publishers[role].publish(message)
+        problem = self._controller_problem
+        if problem:  # published all the same: damping must reach whichever controllers still listen
+            raise BackendError(problem)
 
     def problem(self) -> str:
-        """A stream whose newest message was dropped: its reason (a fault is not cleared on bad data)."""
+        """A stream whose newest message was dropped (a fault is not cleared on bad data), or the newest controller
+        check's finding."""
         with self._lock:
             valid = {"joint_states": self._joints_at, "imu": self._imu_at}
             reasons = [f"{stream}: {self.drop_reason[stream]}" for stream in valid if self._dropped_at[stream] > valid[stream]]
+        if self._controller_problem:
+            reasons.append(self._controller_problem)
         return "; ".join(reasons)
+
+    def verify(self) -> str:
+        """Check the controllers now (activate, ``~/clear_fault``), then report as ``problem``."""
+        self._check_controllers()
+        return self.problem()
 
     def diagnostics(self) -> dict[str, str]:
         with self._lock:
@@ -259,26 +360,56 @@ class Ros2ControlBackend(Backend):
                 "ros2_control joint_states dropped": f"{self.dropped['joint_states']} ({self.drop_reason['joint_states'] or 'none'})",
                 "ros2_control imu dropped": f"{self.dropped['imu']} ({self.drop_reason['imu'] or 'none'})",
                 "ros2_control controllers": ", ".join(self.controllers.values()),
+                "ros2_control controller check": self._controller_problem or "all active, joints unchanged",
             }
 
     def close(self) -> None:
         if self.node is None:
             return
+        self._closing.set()
         sample = self.latest_sample(time.monotonic())
         damping = JointCommand(self.profile.num_joints)
         damping.position[:] = sample.joint_position if sample is not None else self.profile.default_pose
         damping.kd[:] = self.damping_kd
         try:
             self.write(damping, time.monotonic())
-            for publisher in self._publishers.values():  # the forward controllers hold the last command forever
-                publisher.wait_for_all_acked(Duration(seconds=1.0))
-        except Exception:  # noqa: BLE001 - a context already shut down: nothing more can be sent
+        except BackendError:  # a controller problem: published all the same
             pass
+        except Exception as exc:  # noqa: BLE001 - a context already shut down: nothing more can be sent
+            self.stop_report = f"damping could not be sent: {exc}"
+        if not self.stop_report:
+            self.stop_report = self._wait_for_acknowledgement()
         self._shutdown_node()
+
+    def abandon(self) -> None:
+        """A configure that failed after ``open``: damping, the controller switch put back, closed."""
+        self._closing.set()
+        self._switch_back()
+        self.close()
+
+    def _wait_for_acknowledgement(self) -> str:
+        """The forward controllers hold the last command forever: say whether they all acknowledged damping."""
+        deadline = time.monotonic() + CLOSE_ACK_TIMEOUT
+        silent = []
+        for role, publisher in self._publishers.items():
+            remaining = max(0.0, deadline - time.monotonic())
+            try:
+                acked = publisher.wait_for_all_acked(Duration(nanoseconds=int(remaining * 1e9)))
+            except Exception:  # noqa: BLE001 - the context is going away
+                acked = False
+            if not acked or publisher.get_subscription_count() == 0:
+                silent.append(self.controllers[role])
+        if silent:
+            return (f"damping sent; not acknowledged within {CLOSE_ACK_TIMEOUT:g} s by {', '.join(silent)}: check that "
+                    "the robot is limp")
+        return "damping acknowledged by all three forward controllers"
 
     def _shutdown_node(self) -> None:
         node, executor, spinner = self.node, self._executor, self._spinner
+        self._closing.set()
         self.node = None
+        if self._checker is not None:  # a check in flight must not hold up the stop; it ends with the node
+            self._checker.join(timeout=0.2)
         if spinner is not None:
             spinner.join(timeout=1.0)
         if executor is not None:
@@ -286,4 +417,4 @@ class Ros2ControlBackend(Backend):
             executor.shutdown(timeout_sec=0.5)
         if node is not None:
             node.destroy_node()
-        self._executor = self._spinner = None
+        self._executor = self._spinner = self._checker = None

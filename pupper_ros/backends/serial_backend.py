@@ -45,8 +45,10 @@ def describe_open_error(port: str, exc: Exception) -> str:
 
 
 class SerialBackend(Backend):
-    def __init__(self, profile: RobotProfile, control_period: float, *, port: str, baud: int = 500000):
+    def __init__(self, profile: RobotProfile, control_period: float, *, port: str, baud: int = 500000,
+                 damping_kd: float = 0.1):
         self.profile = profile
+        self.damping_kd = min(damping_kd, profile.kd_max)
         self.port_name = port
         self.baud = baud
         self.layout = FirmwareLayout.from_profile(profile)
@@ -190,11 +192,12 @@ class SerialBackend(Backend):
             sample = self.latest_sample(time.monotonic())
             damping = JointCommand(self.profile.num_joints)
             damping.position[:] = sample.joint_position if sample is not None else self.profile.default_pose
-            damping.kd[:] = min(0.1, self.profile.kd_max)
+            damping.kd[:] = self.damping_kd
             try:
                 self._send(self.command_message(damping))
-            except BackendError:
-                pass
+                self.stop_report = f"damping sent (kp 0, kd {self.damping_kd:g}); the serial link has no acknowledgement"
+            except BackendError as exc:
+                self.stop_report = f"damping could not be sent: {exc}"
         self._stop.set()
         if self._reader is not None:
             self._reader.join(timeout=1.0)
