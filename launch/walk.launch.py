@@ -1,36 +1,51 @@
-"""Start the pupper_walk daemon: `ros2 launch pupper_ros walk.launch.py [backend:=serial port:=/dev/ttyACM0]`
-(or `engine:=mujoco` for the simulated robot in MuJoCo).
+"""Start the pupper_walk daemon: `ros2 launch pupper_ros walk.launch.py [robot:=pupper_v2] [backend:=serial
+port:=/dev/ttyACM0]` (or `engine:=mujoco` for the simulated robot in MuJoCo).
 
 The node is a managed (lifecycle) node; launch configures and activates it (autostart), so the executable runs with
---no-autostart. Parameters come from config/walk.yaml; the launch arguments below override it.
+--no-autostart. Parameters come from `params_file` (default: the package's config/walk.yaml). A launch argument given
+on the command line overrides the file's value; one left out leaves the file's value in force (its default,
+FROM_PARAMS_FILE, means exactly that).
 """
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode
-from launch_ros.parameter_descriptions import ParameterValue
+
+from pupper_ros.parameters import parse_value
 
 PACKAGE = "pupper_ros"
 EXECUTABLE = "pupper-walk"
 NODE_NAME = "pupper_walk"
 PARAMS_FILE = "walk.yaml"
+FROM_PARAMS_FILE = "(from params_file)"
+
+# launch argument -> (node parameter it sets, description)
+ARGUMENTS = {
+    "backend": ("backend", "robot link: sim, serial or ros2_control"),
+    "robot": ("robot", "robot profile: pupper_v3, pupper_v2 or a profile YAML"),
+    "policy": ("policy", "ONNX policy file (empty: the robot's shipped policy)"),
+    "port": ("serial_port", "serial device of the motor controller"),
+    "engine": ("sim_engine", "sim backend: pybullet or mujoco"),
+    "record_log": ("record_log", "flight recorder: MCAP file (empty: off)"),
+    "gui": ("sim_gui", "sim backend: open a PyBullet window (true/false)"),
+    "activate_controllers": ("activate_controllers", "ros2_control backend: switch the forward controllers on at "
+                             "configure (true/false)"),
+}
 
 
-def generate_launch_description():
-    params_file = os.path.join(get_package_share_directory(PACKAGE), "config", PARAMS_FILE)
-    arguments = [
-        DeclareLaunchArgument("backend", default_value="sim", description="robot link: sim, serial or ros2_control"),
-        DeclareLaunchArgument("policy", default_value="", description="ONNX policy file (empty: the shipped policy)"),
-        DeclareLaunchArgument("port", default_value="/dev/ttyACM0", description="serial device of the motor controller"),
-        DeclareLaunchArgument("engine", default_value="pybullet", description="sim backend: pybullet or mujoco"),
-        DeclareLaunchArgument("record_log", default_value="", description="flight recorder: MCAP file (empty: off)"),
-        DeclareLaunchArgument("gui", default_value="false", description="sim backend: open a PyBullet window"),
-    ]
-    node = LifecycleNode(
+def walk_node(context):
+    """The node, with the params file and only the launch arguments that were given."""
+    overrides = {}
+    for argument, (parameter, _) in ARGUMENTS.items():
+        text = LaunchConfiguration(argument).perform(context)
+        if text != FROM_PARAMS_FILE:
+            overrides[parameter] = parse_value(parameter, text)
+    params_file = LaunchConfiguration("params_file").perform(context)
+    return [LifecycleNode(
         package=PACKAGE,
         executable=EXECUTABLE,
         name=NODE_NAME,
@@ -38,16 +53,15 @@ def generate_launch_description():
         output="screen",
         arguments=["--no-autostart"],
         autostart=True,
-        parameters=[
-            params_file,
-            {
-                "backend": LaunchConfiguration("backend"),
-                "policy": LaunchConfiguration("policy"),
-                "serial_port": LaunchConfiguration("port"),
-                "sim_engine": LaunchConfiguration("engine"),
-                "record_log": LaunchConfiguration("record_log"),
-                "sim_gui": ParameterValue(LaunchConfiguration("gui"), value_type=bool),
-            },
-        ],
-    )
-    return LaunchDescription(arguments + [node])
+        parameters=[params_file, overrides] if overrides else [params_file],
+    )]
+
+
+def generate_launch_description():
+    default_params = os.path.join(get_package_share_directory(PACKAGE), "config", PARAMS_FILE)
+    arguments = [DeclareLaunchArgument("params_file", default_value=default_params,
+                                       description="the node's parameters (a YAML file like config/walk.yaml)")]
+    arguments += [DeclareLaunchArgument(name, default_value=FROM_PARAMS_FILE, description=f"{description}; "
+                                        "left out: the params file's value")
+                  for name, (_, description) in ARGUMENTS.items()]
+    return LaunchDescription(arguments + [OpaqueFunction(function=walk_node)])

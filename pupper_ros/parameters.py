@@ -63,6 +63,35 @@ PARAMETERS = (
 BY_NAME = {p.name: p for p in PARAMETERS}
 
 
+def markdown_table() -> str:
+    """The parameter table in the README (a test keeps the two equal): ``python -m pupper_ros.parameters``."""
+    rows = ["| parameter | default | meaning |", "|---|---|---|"]
+    for p in PARAMETERS:
+        default = "true" if p.default is True else "false" if p.default is False else repr(p.default).replace("'", '"')
+        limits = f" (range {p.low:g} to {p.high:g})" if p.low is not None else ""
+        rows.append(f"| `{p.name}` | `{default}` | {p.description.replace('|', '/')}{limits} |")
+    return "\n".join(rows)
+
+
+def parse_value(name: str, text: str):
+    """A parameter's value from text (a launch argument), of the parameter's declared type; ValueError names it."""
+    param = BY_NAME[name]
+    kind = type(param.default)
+    try:
+        if kind is bool:
+            lowered = text.strip().lower()
+            if lowered not in ("true", "false"):
+                raise ValueError
+            value = lowered == "true"
+        else:
+            value = kind(text)
+    except ValueError:
+        raise ValueError(f"parameter '{name}' takes a {kind.__name__}, got {text!r}") from None
+    if param.choices and value not in param.choices:
+        raise ValueError(f"parameter '{name}' must be one of {', '.join(param.choices)}, got {text!r}")
+    return value
+
+
 def safety_limits(values, profile: RobotProfile, control_period: float) -> SafetyLimits:
     """The supervisor's limits from parameter values (a mapping name -> value, as the node holds them or a flight
     log's header recorded them); zero limits take the profile's. Raises ValueError naming a bad value."""
@@ -79,3 +108,7 @@ def safety_limits(values, profile: RobotProfile, control_period: float) -> Safet
         max_consecutive_overruns=values["max_consecutive_overruns"],
         watchdog_timeout=values["watchdog_timeout"],
     )
+
+
+if __name__ == "__main__":
+    print(markdown_table())

@@ -3,14 +3,17 @@ config/walk.yaml checked against the parameters the node declares, by loading it
 
 import ast
 import configparser
+import shlex
 import tomllib
 from pathlib import Path
 
+import pytest
 import rclpy
 import yaml
 
 from pupper_ros.node import NODE_NAME, WalkNode
 from pupper_ros.parameters import PARAMETERS
+from tests.launch_standin import node_arguments, run_launch_file
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "launch" / "walk.launch.py"
@@ -51,16 +54,79 @@ def test_launch_starts_a_lifecycle_node_that_launch_activates():
     assert ast.literal_eval(keywords["arguments"]) == ["--no-autostart"]
 
 
-def test_every_launch_argument_is_declared_and_every_parameter_it_sets_exists():
-    tree = launch_tree()
-    declared = {ast.literal_eval(c.args[0]) for c in calls(tree, "DeclareLaunchArgument")}
-    used = {ast.literal_eval(c.args[0]) for c in calls(tree, "LaunchConfiguration")}
-    assert used <= declared and declared == {"backend", "policy", "port", "engine", "gui", "record_log"}
-    (node,) = calls(tree, "LifecycleNode")
-    params = next(k.value for k in node.keywords if k.arg == "parameters")
-    overrides = next(e for e in params.elts if isinstance(e, ast.Dict))
-    names = {ast.literal_eval(k) for k in overrides.keys}
-    assert names <= {p.name for p in PARAMETERS}
+def launched_parameters(arguments: dict, tmp_path) -> dict:
+    """The pupper_walk node's parameter values when started by the launch file with ``arguments`` (through the
+    launch stand-in, tests/launch_standin.py, and real rcl parameter parsing)."""
+    (node,) = run_launch_file(LAUNCH, arguments)
+    context = rclpy.Context()
+    rclpy.init(args=["pupper-walk", *node_arguments(node, tmp_path)], context=context)
+    try:
+        walk = WalkNode(context=context)
+        values = {p.name: walk.get_parameter(p.name).value for p in PARAMETERS}
+        walk.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+    return values
+
+
+# A params file that changes every parameter a launch argument can set: none may be overridden unasked.
+CHANGED = {"backend": "serial", "robot": "pupper_v2", "policy": "/opt/policies/v2.onnx", "serial_port": "/dev/ttyUSB7",
+           "sim_engine": "mujoco", "record_log": "/var/log/pupper/run.mcap", "sim_gui": True, "activate_controllers": True}
+# And a value of each launch argument, different from both.
+GIVEN = {"backend": "ros2_control", "robot": "pupper_v3", "policy": "/tmp/other.onnx", "port": "/dev/ttyACM3",
+         "engine": "pybullet", "record_log": "", "gui": "false", "activate_controllers": "false"}
+
+
+@pytest.fixture
+def changed_params_file(tmp_path):
+    data = yaml.safe_load((ROOT / "config" / "walk.yaml").read_text())
+    data[NODE_NAME]["ros__parameters"].update(CHANGED)
+    path = tmp_path / "my_walk.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def launch_arguments() -> dict[str, str]:
+    """The launch file's ARGUMENTS: launch argument -> the node parameter it sets."""
+    value = next(n.value for n in launch_tree().body if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "ARGUMENTS")
+    return {argument: parameter for argument, (parameter, _) in ast.literal_eval(value).items()}
+
+
+def test_every_launch_argument_sets_a_declared_parameter():
+    assert set(launch_arguments().values()) == set(CHANGED) and set(launch_arguments()) == set(GIVEN)
+    assert set(CHANGED) <= {p.name for p in PARAMETERS}
+
+
+def test_the_params_file_holds_under_launch_when_no_argument_is_given(changed_params_file, tmp_path):
+    """Finding 8 of the fail-closed review: the launch arguments' defaults always overrode config/walk.yaml."""
+    values = launched_parameters({"params_file": str(changed_params_file)}, tmp_path)
+    assert {name: values[name] for name in CHANGED} == CHANGED
+
+
+@pytest.mark.parametrize("argument", sorted(GIVEN))
+def test_a_launch_argument_given_overrides_the_params_file(changed_params_file, tmp_path, argument):
+    from pupper_ros.parameters import parse_value
+
+    parameter = launch_arguments()[argument]
+    values = launched_parameters({"params_file": str(changed_params_file), argument: GIVEN[argument]}, tmp_path)
+    assert values[parameter] == parse_value(parameter, GIVEN[argument])
+    assert {n: values[n] for n in CHANGED if n != parameter} == {n: v for n, v in CHANGED.items() if n != parameter}
+
+
+def test_the_default_params_file_is_the_packages_config(tmp_path):
+    values = launched_parameters({}, tmp_path)
+    expected = yaml.safe_load((ROOT / "config" / "walk.yaml").read_text())[NODE_NAME]["ros__parameters"]
+    assert values == expected
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"gui": "maybe"}, "parameter 'sim_gui' takes a bool, got 'maybe'"),
+    ({"backend": "warp"}, "parameter 'backend' must be one of sim, serial, ros2_control, got 'warp'"),
+    ({"robot_name": "pupper_v2"}, "not declared by walk.launch.py: robot_name"),
+])
+def test_a_bad_launch_argument_is_refused_naming_it(arguments, message):
+    with pytest.raises(ValueError, match=message):
+        run_launch_file(LAUNCH, arguments)
 
 
 def test_walk_yaml_sets_exactly_the_declared_parameters():
@@ -82,3 +148,48 @@ def test_walk_yaml_loads_into_the_node_through_rcl():
         node.destroy_node()
     finally:
         rclpy.shutdown(context=context)
+
+
+UNITS = {"pupper-walk-v2.service": ("serial", "pupper_v2"), "pupper-walk-v3.service": ("ros2_control", "pupper_v3")}
+
+
+def unit_launch_arguments(unit: str) -> dict[str, str]:
+    """The ``name:=value`` arguments of the ``ros2 launch pupper_ros walk.launch.py`` in a unit's ExecStart."""
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.read(ROOT / "deploy" / unit)
+    command = parser["Service"]["ExecStart"]
+    words = shlex.split(command.split("exec ", 1)[1].rstrip("'"))
+    assert words[:4] == ["ros2", "launch", "pupper_ros", LAUNCH.name], words
+    return dict(word.split(":=", 1) for word in words[4:])
+
+
+def test_deploy_holds_a_unit_per_robot_and_nothing_else():
+    assert sorted(p.name for p in (ROOT / "deploy").iterdir()) == sorted(UNITS)
+
+
+@pytest.mark.parametrize("unit", sorted(UNITS))
+def test_each_units_command_line_launches_its_robot_on_its_backend(unit, tmp_path):
+    """Finding 1 of the fail-closed review: the one unit ran a Pupper v2's Teensy with Pupper v3's profile."""
+    backend, robot = UNITS[unit]
+    values = launched_parameters(unit_launch_arguments(unit), tmp_path)
+    assert (values["backend"], values["robot"]) == (backend, robot)
+    from pupper_ros.robot_profile import load_robot_profile
+
+    assert load_robot_profile(values["robot"]).name == robot
+
+
+def test_each_unit_says_what_it_waits_for_and_how_it_stops():
+    for unit in UNITS:
+        text = (ROOT / "deploy" / unit).read_text()
+        assert "# Waits for:" in text and "# Stops:" in text and "KillSignal=SIGTERM" in text, unit
+    v3 = configparser.ConfigParser(strict=False, interpolation=None)
+    v3.read(ROOT / "deploy" / "pupper-walk-v3.service")
+    assert "robot.service" in v3["Unit"]["After"] and "robot.service" in v3["Unit"]["Requires"]
+    assert unit_launch_arguments("pupper-walk-v3.service")["activate_controllers"] == "true"
+
+
+def test_the_readme_lists_every_declared_parameter_in_one_generated_table():
+    """The README listed 19 of the 27 parameters; its table is now `python -m pupper_ros.parameters`'s output."""
+    from pupper_ros.parameters import markdown_table
+
+    assert markdown_table() in (ROOT / "README.md").read_text()

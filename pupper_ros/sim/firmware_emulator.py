@@ -10,6 +10,7 @@ and type fault names on the emulator's stdin (``help`` lists them).
 from __future__ import annotations
 
 import argparse
+import collections
 import math
 import os
 import struct
@@ -53,6 +54,11 @@ class FirmwareEmulator:
         self.max_abs_target_step = 0.0
         self.target_low = np.full(profile.num_joints, np.inf)  # the extremes of every target received while active
         self.target_high = np.full(profile.num_joints, -np.inf)
+        # the extremes of the joint positions each stand-up can have begun from (the first command with kp > 0 after
+        # none): what the last few status frames reported, since the host's measured pose is one of those
+        self.start_low = np.full(profile.num_joints, np.inf)
+        self.start_high = np.full(profile.num_joints, -np.inf)
+        self._reported = collections.deque(maxlen=10)
         self.max_kp = self.max_kd = 0.0
         self._pending_faults: list[str] = []
         self._last_kp = 0.0
@@ -172,6 +178,9 @@ class FirmwareEmulator:
         kp = float(message.get("kp", 0.0)) * tpa
         kd = float(message.get("kd", 0.0)) * tpa
         if kp > 0:
+            if (self.idle or self._last_kp == 0) and self._reported:
+                np.minimum(self.start_low, np.min(self._reported, axis=0), out=self.start_low)
+                np.maximum(self.start_high, np.max(self._reported, axis=0), out=self.start_high)
             if not self.idle and self._last_kp > 0:
                 self.max_abs_target_step = max(self.max_abs_target_step, float(np.max(np.abs(targets - self.sim.targets))))
             np.minimum(self.target_low, targets, out=self.target_low)
@@ -189,6 +198,7 @@ class FirmwareEmulator:
         yaw = math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
         scale_a, scale_r = self.layout.imu_angle_scale, self.layout.imu_rate_scale
         wx, wy, wz = state.base_angular_velocity
+        self._reported.append(state.joint_position.copy())
         pos = (state.joint_position[self._order] * self._directions).tolist()
         vel = (state.joint_velocity[self._order] * self._directions).tolist()
         return {"ts": int(t * 1000), "yaw": yaw / scale_a, "pitch": pitch / scale_a, "roll": roll / scale_a,
