@@ -376,3 +376,21 @@ def test_sigterm_during_configure_activates_nothing_and_exits_0(ros):
         assert kps and all(kp == 0.0 for kp in kps), kps  # damping from close, nothing else
     finally:
         stop_and_read(proc)
+
+
+def test_close_says_so_when_no_controller_acknowledges_damping(profile):
+    """Finding 5: the acknowledgement waits' results were ignored; now close reports which controllers did not
+    acknowledge damping, within one shared deadline. Here the robot's stack is gone before the daemon stops."""
+    robot = Ros2ControlStandIn(profile).start()
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        backend = Ros2ControlBackend(profile, 0.02, context=context)
+        backend.open()
+        robot.stop()
+        backend.close()
+        assert backend.stop_report.startswith(
+            "damping sent; not acknowledged within 0.5 s by forward_position_controller, forward_kp_controller, "
+            "forward_kd_controller"), backend.stop_report
+    finally:
+        rclpy.shutdown(context=context)
