@@ -14,7 +14,10 @@ The machine is a shared VM whose speed drifts by 10-20 % from one minute to the 
 in several rounds, one after another; a ratio is taken within a round and the median over the rounds is printed with
 its range.
 
-Usage: python benchmarks/training_throughput.py [--seconds S] [--rounds R]
+Usage: python benchmarks/training_throughput.py [--seconds S] [--rounds R] [--physics-only]
+
+--physics-only measures the physics ceiling of the batched simulation: Pupper v3 robots in one MuJoCo batch
+(pupper_ros/sim/mujoco_batch.py) on all cores against one MuJoCo robot on one core.
 """
 
 from __future__ import annotations
@@ -54,6 +57,22 @@ def physics_rate(seconds: float, engine: str, options: dict, armature: float | N
     rate = n * sim.physics_dt / (time.perf_counter() - start)
     sim.close()
     return rate
+
+
+def batch_physics_rate(seconds: float, robots: int, threads: int = 0) -> float:
+    """The physics ceiling: env steps/s (a policy step of physics each) of ``robots`` Pupper v3 in one MuJoCo batch
+    on every core (``threads`` 0), standing on their PD with fixed targets, PD and stepping as MujocoBatch does."""
+    from pupper_ros.contract import CURRENT_CONTRACT
+    from pupper_ros.robot_profile import load_robot_profile
+    from pupper_ros.sim.mujoco_batch import MujocoBatch
+
+    batch = MujocoBatch(load_robot_profile(), robots, threads=threads)
+    substeps = round(CURRENT_CONTRACT.control_period / batch.physics_dt)
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        batch.step(substeps)
+        n += robots
+    return n / (time.perf_counter() - start)
 
 
 def single_env_rate(seconds: float, engine: str = "pybullet", options: dict | None = None) -> tuple[float, int]:
@@ -186,8 +205,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10.0, help="measuring time per figure and round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of every figure; ratios are taken within a round")
+    parser.add_argument("--physics-only", action="store_true",
+                        help="only the physics: one MuJoCo robot on one core against the MuJoCo batch on all cores")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
+    if args.physics_only:
+        return physics_ceiling(args)
     rounds, memory = [], 0.0
     for r in range(args.rounds):
         rates, decimation, peak = measure_round(args.seconds)
@@ -227,6 +250,30 @@ def main() -> int:
     for label, _ in VARIANTS:
         print(f"  {label}: {rate(label):.0f} env steps/s = {ratio(label)}")
     print(f"peak resident memory of training (trainer + workers): {memory:.0f} MB")
+    return 0
+
+
+BATCH_SIZES = (64, 256, 1024)
+
+
+def physics_ceiling(args) -> int:
+    """One MuJoCo robot's physics (one core, as one environment has it) against the batch, side by side per round."""
+    from pupper_ros.contract import CURRENT_CONTRACT
+
+    rounds = []
+    for _ in range(args.rounds):
+        figures = {"single": physics_rate(args.seconds, *PHYSICS_VARIANTS["mujoco"]) / CURRENT_CONTRACT.control_period}
+        for robots in BATCH_SIZES:
+            figures[robots] = batch_physics_rate(args.seconds, robots)
+        rounds.append(figures)
+    single = np.median([r["single"] for r in rounds])
+    print(f"machine: {os.cpu_count()} cores; medians of {args.rounds} rounds of {args.seconds:.0f} s per figure; "
+          "Pupper v3 standing on its PD, fixed targets")
+    print(f"physics, one MuJoCo robot, one core:  {single:8.0f} env steps/s of physics")
+    for robots in BATCH_SIZES:
+        values = [r[robots] / r["single"] for r in rounds]
+        print(f"physics, MuJoCo batch of {robots:4d}, all cores: {np.median([r[robots] for r in rounds]):8.0f} env steps/s = "
+              f"{np.median(values):.2f}x one robot (rounds {min(values):.2f}-{max(values):.2f})")
     return 0
 
 

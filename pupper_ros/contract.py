@@ -132,9 +132,13 @@ class GaitClock:
 
 
 class ObservationBuilder:
-    """Builds the policy input from sensor values, into a buffer allocated once."""
+    """Builds the policy input from sensor values, into a buffer allocated once.
 
-    def __init__(self, contract: PolicyContract, profile: RobotProfile):
+    ``robots=None`` builds one robot's observation from 1-D inputs (the runtime); ``robots=N`` builds ``[N, obs]``
+    from ``[N, ...]`` inputs (the batched training environment), with the same code: the frame is filled along its
+    last axis."""
+
+    def __init__(self, contract: PolicyContract, profile: RobotProfile, robots: int | None = None):
         if contract.action_size != profile.num_joints:
             raise ValueError(f"contract has {contract.action_size} actions, robot {profile.name} has {profile.num_joints} joints")
         self.contract = contract
@@ -145,12 +149,17 @@ class ObservationBuilder:
             self._slices[term.name] = slice(start, start + term.size)
             start += term.size
         self._scale = np.concatenate([np.asarray(t.scale, dtype=np.float64) for t in contract.terms])
-        self._frame = np.zeros(contract.frame_size, dtype=np.float64)
-        self._history = np.zeros((contract.history_length, contract.frame_size), dtype=np.float32)
-        self._filled = False
+        lead = () if robots is None else (robots,)
+        self._frame = np.zeros(lead + (contract.frame_size,), dtype=np.float64)
+        self._history = np.zeros((contract.history_length,) + lead + (contract.frame_size,), dtype=np.float32)
+        self._filled = False if robots is None else np.zeros(robots, dtype=bool)
 
-    def reset(self) -> None:
-        self._filled = False
+    def reset(self, ids=None) -> None:
+        """Forget the history (of robots ``ids`` in a batch; of all when None)."""
+        if isinstance(self._filled, np.ndarray):
+            self._filled[slice(None) if ids is None else ids] = False
+        else:
+            self._filled = False
 
     def build(
         self,
@@ -158,26 +167,33 @@ class ObservationBuilder:
         base_angular_velocity: np.ndarray,
         projected_gravity: np.ndarray,
         velocity_command: np.ndarray,
-        gait_phase: float,
+        gait_phase,
         joint_position: np.ndarray,
         joint_velocity: np.ndarray,
         last_action: np.ndarray,
     ) -> np.ndarray:
-        """Return the observation (a view of an internal float32 buffer, valid until the next call)."""
+        """Return the observation (a view of an internal float32 buffer, valid until the next call): ``[obs]`` for one
+        robot (``gait_phase`` a float), ``[robots, obs]`` for a batch (``gait_phase`` ``[robots]``)."""
         f, s = self._frame, self._slices
-        f[s["base_angular_velocity"]] = base_angular_velocity
-        f[s["projected_gravity"]] = projected_gravity
-        f[s["velocity_command"]] = velocity_command
+        f[..., s["base_angular_velocity"]] = base_angular_velocity
+        f[..., s["projected_gravity"]] = projected_gravity
+        f[..., s["velocity_command"]] = velocity_command
         clock = s["gait_clock"]
-        f[clock.start] = math.sin(2.0 * math.pi * gait_phase)
-        f[clock.start + 1] = math.cos(2.0 * math.pi * gait_phase)
-        np.subtract(joint_position, self._default_pose, out=f[s["joint_position_offset"]])
-        f[s["joint_velocity"]] = joint_velocity
-        f[s["last_action"]] = last_action
+        if isinstance(self._filled, np.ndarray):
+            f[:, clock.start] = np.sin(2.0 * np.pi * gait_phase)
+            f[:, clock.start + 1] = np.cos(2.0 * np.pi * gait_phase)
+        else:  # math on a float: several times faster than numpy's ufuncs in the control loop
+            f[clock.start] = math.sin(2.0 * math.pi * gait_phase)
+            f[clock.start + 1] = math.cos(2.0 * math.pi * gait_phase)
+        np.subtract(joint_position, self._default_pose, out=f[..., s["joint_position_offset"]])
+        f[..., s["joint_velocity"]] = joint_velocity
+        f[..., s["last_action"]] = last_action
         np.multiply(f, self._scale, out=f)
         clip = self.contract.observation_clip
         clip_into(f, -clip, clip, out=f)
         # Non-finite inputs stay non-finite here on purpose: the caller's safety check must see them.
+        if isinstance(self._filled, np.ndarray):
+            return self._push_batch(f)
         h = self._history
         if not self._filled:
             h[:] = f
@@ -188,6 +204,15 @@ class ObservationBuilder:
         else:
             h[0] = f
         return h.reshape(-1)
+
+    def _push_batch(self, f: np.ndarray) -> np.ndarray:
+        h, fresh = self._history, ~self._filled
+        if len(h) > 1:
+            h[1:] = h[:-1].copy()
+        h[0] = f
+        h[:, fresh] = f[fresh]  # a robot's first frame fills its whole history, as for one robot
+        self._filled[:] = True
+        return np.moveaxis(h, 0, 1).reshape(f.shape[0], -1)
 
 
 class ActionMapping:

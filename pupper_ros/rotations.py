@@ -13,3 +13,10 @@ def rotation_matrix(orientation_xyzw) -> np.ndarray:
         [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
         [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
     ])
+
+
+def rotate(orientation_xyzw: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """Rotate ``vectors`` [n, 3] by unit quaternions [n, 4] (xyzw): v + 2 w (u x v) + 2 u x (u x v)."""
+    u, w = orientation_xyzw[:, :3], orientation_xyzw[:, 3:4]
+    uv = np.cross(u, vectors)
+    return vectors + 2.0 * w * uv + 2.0 * np.cross(u, uv)

@@ -179,7 +179,7 @@ class PupperEnv(gym.Env):
         if self.steps % self._resample_steps == 0:
             self.command = self._sample_command()
         info = {
-            "reward_terms": terms,
+            "reward_terms": {name: float(value) for name, value in terms.items()},
             "command": self.command.copy(),
             "base_linear_velocity": state.base_linear_velocity,
             "base_angular_velocity": state.base_angular_velocity,

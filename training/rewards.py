@@ -1,4 +1,9 @@
-"""Reward terms: each a small named function of one step's ``RewardInputs``; weights live in the config."""
+"""Reward terms: each a small named function of one step's ``RewardInputs``; weights live in the config.
+
+Every term is array code over a trailing per-robot axis: the same function scores one robot (inputs of shape
+``[4]``, ``[12]``, ... give a scalar) or a batch (``[robots, 4]``, ``[robots, 12]``, ... give ``[robots]``), so the
+per-robot environment and the batched one share one definition of each term.
+"""
 
 from __future__ import annotations
 
@@ -27,80 +32,76 @@ class RewardInputs:
     desired_stance: np.ndarray  # bool per foot, from the gait clock
     foot_height: np.ndarray  # m, foot sphere bottom above the ground
     swing_height_target: float
-    terminated: bool
+    terminated: np.ndarray | bool
     tracking_sigma: float
     air_time_target: float
-    moving_command: bool
+    moving_command: np.ndarray | bool
 
 
-def tracking_linear_velocity(r: RewardInputs) -> float:
-    error = np.sum(np.square(r.command[:2] - r.base_linear_velocity[:2]))
-    return float(np.exp(-error / r.tracking_sigma))
+def tracking_linear_velocity(r: RewardInputs) -> np.ndarray:
+    error = np.sum(np.square(r.command[..., :2] - r.base_linear_velocity[..., :2]), axis=-1)
+    return np.exp(-error / r.tracking_sigma)
 
 
-def tracking_yaw_rate(r: RewardInputs) -> float:
-    error = (r.command[2] - r.base_angular_velocity[2]) ** 2
-    return float(np.exp(-error / r.tracking_sigma))
+def tracking_yaw_rate(r: RewardInputs) -> np.ndarray:
+    error = np.square(r.command[..., 2] - r.base_angular_velocity[..., 2])
+    return np.exp(-error / r.tracking_sigma)
 
 
-def vertical_velocity(r: RewardInputs) -> float:
-    return float(r.base_linear_velocity[2] ** 2)
+def vertical_velocity(r: RewardInputs) -> np.ndarray:
+    return np.square(r.base_linear_velocity[..., 2])
 
 
-def roll_pitch_rate(r: RewardInputs) -> float:
-    return float(np.sum(np.square(r.base_angular_velocity[:2])))
+def roll_pitch_rate(r: RewardInputs) -> np.ndarray:
+    return np.sum(np.square(r.base_angular_velocity[..., :2]), axis=-1)
 
 
-def orientation(r: RewardInputs) -> float:
-    return float(np.sum(np.square(r.projected_gravity[:2])))
+def orientation(r: RewardInputs) -> np.ndarray:
+    return np.sum(np.square(r.projected_gravity[..., :2]), axis=-1)
 
 
-def torques(r: RewardInputs) -> float:
-    return float(np.sum(np.square(r.joint_torque)))
+def torques(r: RewardInputs) -> np.ndarray:
+    return np.sum(np.square(r.joint_torque), axis=-1)
 
 
-def action_rate(r: RewardInputs) -> float:
-    return float(np.sum(np.square(r.action - r.last_action)))
+def action_rate(r: RewardInputs) -> np.ndarray:
+    return np.sum(np.square(r.action - r.last_action), axis=-1)
 
 
-def feet_air_time(r: RewardInputs) -> float:
+def feet_air_time(r: RewardInputs) -> np.ndarray:
     """legged_gym's: at each touchdown, the swing's duration beyond the target; only while asked to move."""
-    if not r.moving_command:
-        return 0.0
-    return float(np.sum((r.air_time - r.air_time_target) * r.first_contact))
+    return np.sum((r.air_time - r.air_time_target) * r.first_contact, axis=-1) * r.moving_command
 
 
-def foot_slip(r: RewardInputs) -> float:
-    return float(np.sum(np.square(r.foot_speed_xy) * r.foot_contact))
+def foot_slip(r: RewardInputs) -> np.ndarray:
+    return np.sum(np.square(r.foot_speed_xy) * r.foot_contact, axis=-1)
 
 
-def gait_contact(r: RewardInputs) -> float:
+def gait_contact(r: RewardInputs) -> np.ndarray:
     """Share of feet whose contact matches the gait clock's schedule (all feet down when standing)."""
-    return float(np.mean(r.foot_contact == r.desired_stance))
+    return np.mean(r.foot_contact == r.desired_stance, axis=-1)
 
 
-def swing_height(r: RewardInputs) -> float:
+def swing_height(r: RewardInputs) -> np.ndarray:
     """How close the feet the gait clock has in swing come to the target clearance (0 when standing)."""
-    swing = ~r.desired_stance
-    if not np.any(swing):
-        return 0.0
-    return float(np.sum(np.minimum(r.foot_height[swing], r.swing_height_target)) / (r.swing_height_target * 4))
+    swing = ~np.asarray(r.desired_stance)
+    return np.sum(np.minimum(r.foot_height, r.swing_height_target) * swing, axis=-1) / (r.swing_height_target * 4)
 
 
-def pose(r: RewardInputs) -> float:
-    return float(np.sum(np.square(r.joint_position_offset)))
+def pose(r: RewardInputs) -> np.ndarray:
+    return np.sum(np.square(r.joint_position_offset), axis=-1)
 
 
-def joint_limits(r: RewardInputs) -> float:
+def joint_limits(r: RewardInputs) -> np.ndarray:
     """legged_gym's dof_pos_limits: rad by which joints are beyond their soft limits, summed. A policy that holds a
     joint against its stop (stiff, but unable to move that way) pays for it."""
     below = np.maximum(r.soft_joint_lower - r.joint_position, 0.0)
     above = np.maximum(r.joint_position - r.soft_joint_upper, 0.0)
-    return float(np.sum(below + above))
+    return np.sum(below + above, axis=-1)
 
 
-def termination(r: RewardInputs) -> float:
-    return 1.0 if r.terminated else 0.0
+def termination(r: RewardInputs) -> np.ndarray:
+    return np.asarray(r.terminated, dtype=np.float64)
 
 
 REWARD_TERMS = {
@@ -113,8 +114,9 @@ REWARD_TERMS = {
 UNSCALED_TERMS = {"termination"}  # applied once per episode, not per second
 
 
-def total_reward(inputs: RewardInputs, weights: dict, dt: float, only_positive: bool) -> tuple[float, dict]:
-    """Weighted sum of the terms (times dt, except termination); returns it and each weighted term."""
+def total_reward(inputs: RewardInputs, weights: dict, dt: float, only_positive: bool) -> tuple[np.ndarray, dict]:
+    """Weighted sum of the terms (times dt, except termination); returns it and each weighted term, scalars for one
+    robot's inputs and ``[robots]`` arrays for a batch's."""
     terms = {}
     shaped = 0.0
     for name, weight in weights.items():
@@ -122,9 +124,9 @@ def total_reward(inputs: RewardInputs, weights: dict, dt: float, only_positive: 
             continue
         value = weight * REWARD_TERMS[name](inputs)
         if name not in UNSCALED_TERMS:
-            value *= dt
-            shaped += value
+            value = value * dt
+            shaped = shaped + value
         terms[name] = value
     if only_positive:
-        shaped = max(shaped, 0.0)
+        shaped = np.maximum(shaped, 0.0)
     return shaped + sum(terms[n] for n in UNSCALED_TERMS if n in terms), terms
