@@ -122,7 +122,10 @@ class TargetEnvelope:
 
     def step(self, desired: np.ndarray, last: np.ndarray) -> np.ndarray:
         """Move ``last`` (in place) toward ``desired`` clipped into the limits (or, for a target still outside them,
-        no further out than it is), by at most one tick's step. ``desired`` is used as scratch."""
+        no further out than it is), by at most one tick's step. ``desired`` is used as scratch. Works on one robot's
+        targets or on a batch's ``[robots, joints]``."""
+        if self._low.shape != last.shape:  # a batch: scratch of its shape, allocated once
+            self._low, self._high = np.empty_like(last), np.empty_like(last)
         np.minimum(self.lower, last, out=self._low)
         np.maximum(self.upper, last, out=self._high)
         clip_into(desired, self._low, self._high, out=desired)

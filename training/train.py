@@ -136,6 +136,39 @@ def training_iterations(alg, env, config: TrainConfig):
         torch.set_num_threads(1)
 
 
+def batched_iterations(alg, env, config: TrainConfig):
+    """Endless PPO iterations on the batched environment (MuJoCo): rsl_rl's own act / process_env_step / update on
+    every robot at once; yields (summary, losses) after each update. Collection runs the physics on MuJoCo's thread
+    pool and the policy on one torch thread; the update takes every core."""
+    cores = os.cpu_count() or 1
+    obs = env.get_observations()
+    try:
+        while True:
+            torch.set_num_threads(1)
+            with torch.inference_mode():
+                for _ in range(config.ppo.steps_per_env):
+                    actions = alg.act(obs)
+                    obs, rewards, dones, extras = env.step(actions)
+                    alg.process_env_step(obs, rewards, dones, extras)
+                alg.compute_returns(obs)
+            torch.set_num_threads(cores)
+            losses = alg.update()
+            yield env.take_summary(), losses
+    finally:
+        torch.set_num_threads(1)
+
+
+def make_env(config: TrainConfig):
+    """MuJoCo trains on the batch in this process; PyBullet on environments in worker processes."""
+    if config.env.engine == "mujoco":
+        from training.batch_vec_env import BatchVecEnv
+
+        return BatchVecEnv(config)
+    from training.vec_env import PupperVecEnv
+
+    return PupperVecEnv(config)
+
+
 def save_checkpoint(path: Path, alg, config: TrainConfig, iteration: int, env_steps: int, wall_clock: float) -> None:
     state = {
         "algorithm": alg.save(),
@@ -169,19 +202,20 @@ def keep_progress_until(progress_path: Path, iteration: int) -> None:
     os.replace(tmp, progress_path)
 
 
-def train(config: TrainConfig, out: Path, resume: Path | None = None, quiet: bool = False) -> Path:
-    """Train until ``config.steps`` environment steps; returns the last checkpoint's path."""
+def train(config: TrainConfig, out: Path, resume: Path | None = None, quiet: bool = False,
+          minutes: float | None = None) -> Path:
+    """Train until ``config.steps`` environment steps, or until ``minutes`` of wall clock have passed (then the final
+    checkpoint is written and the point reached is printed); returns the last checkpoint's path."""
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
-
-    from training.vec_env import PupperVecEnv
 
     torch.manual_seed(config.seed)
     torch.set_num_threads(1)  # the cores belong to the environment workers
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 
-    env = PupperVecEnv(config)
+    env = make_env(config)
+    batched = config.env.engine == "mujoco"
     alg = build_algorithm(config, env)
     iteration, env_steps, wall_before = 0, 0, 0.0
     if resume is not None:
@@ -198,14 +232,15 @@ def train(config: TrainConfig, out: Path, resume: Path | None = None, quiet: boo
     progress_file = progress_path.open("a", newline="")
     progress = csv.writer(progress_file)
     if new_file:
-        progress.writerow(["iteration", "env_steps", "wall_clock_s", "mean_return", "mean_episode_length", "fall_share", "checkpoint"])
+        progress.writerow(["iteration", "env_steps", "wall_clock_s", "mean_return", "mean_episode_length", "fall_share",
+                           "checkpoint", "nonfinite_resets"])
     bar = tqdm(total=total_iterations * steps_per_iteration, initial=env_steps, unit="step", unit_scale=True,
                dynamic_ncols=True, disable=quiet, file=sys.stdout)
     start = time.monotonic()
     checkpoint = out / CHECKPOINT_DIR / LATEST
     recent: collections.deque = collections.deque(maxlen=100)
     alg.train_mode()
-    iterations = training_iterations(alg, env, config)
+    iterations = batched_iterations(alg, env, config) if batched else training_iterations(alg, env, config)
     try:
         while iteration < total_iterations:
             rollout, losses = next(iterations)
@@ -231,14 +266,20 @@ def train(config: TrainConfig, out: Path, resume: Path | None = None, quiet: boo
             bar.update(steps_per_iteration)
             bar.set_postfix_str(f"it {iteration}/{total_iterations} return {mean_return:6.2f} len {mean_length:5.0f} falls {fall_share:4.2f}")
 
+            out_of_time = minutes is not None and time.monotonic() - start >= minutes * 60
             saved = ""
-            if iteration % config.save_every == 0 or iteration == total_iterations:
+            if iteration % config.save_every == 0 or iteration == total_iterations or out_of_time:
                 numbered = out / CHECKPOINT_DIR / f"model_{iteration:05d}.pt"
                 save_checkpoint(numbered, alg, config, iteration, env_steps, wall)
                 save_checkpoint(checkpoint, alg, config, iteration, env_steps, wall)
                 saved = numbered.name
-            progress.writerow([iteration, env_steps, f"{wall:.1f}", f"{mean_return:.4f}", f"{mean_length:.1f}", f"{fall_share:.3f}", saved])
+            progress.writerow([iteration, env_steps, f"{wall:.1f}", f"{mean_return:.4f}", f"{mean_length:.1f}", f"{fall_share:.3f}",
+                               saved, getattr(rollout, "nonfinite_resets", 0)])
             progress_file.flush()
+            if out_of_time:
+                print(f"\npupper-train: stopped after {minutes:g} min (--minutes) at iteration {iteration}, "
+                      f"{env_steps:,} env steps; checkpoint {saved}", file=sys.stderr)
+                break
     except KeyboardInterrupt:
         wall = wall_before + time.monotonic() - start
         save_checkpoint(checkpoint, alg, config, iteration, env_steps, wall)
@@ -275,9 +316,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", type=Path, metavar="RUN", help="continue a run from its latest checkpoint")
     parser.add_argument("--out", type=Path, help="run directory (default runs/<date-time>)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--engine", choices=("pybullet", "mujoco"),
+                        help="physics engine (overrides env.engine); mujoco trains every robot in one batch")
+    parser.add_argument("--minutes", type=float, help="stop after this many minutes of wall clock, with a checkpoint")
     args = parser.parse_args(argv)
+    if args.minutes is not None and not args.minutes > 0:
+        print(f"pupper-train: --minutes must be positive, got {args.minutes}", file=sys.stderr)
+        return 2
 
     overrides = {k: v for k, v in (("envs", args.envs), ("workers", args.workers), ("steps", args.steps), ("seed", args.seed)) if v is not None}
+    if args.engine is not None:
+        overrides["env"] = {"engine": args.engine}
     resume = None
     try:
         config_path = args.config
@@ -295,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, _interrupt)
     out = args.out or (resume.parent.parent if resume else Path("runs") / dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
     print(f"pupper-train: {config.envs} envs, {config.steps:,} steps, seed {config.seed}, run {out}")
-    checkpoint = train(config, out, resume, quiet=args.quiet)
+    checkpoint = train(config, out, resume, quiet=args.quiet, minutes=args.minutes)
     print(f"pupper-train: latest checkpoint {checkpoint}; export with: pupper-export {out} -o model.onnx")
     return 0
 

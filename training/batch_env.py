@@ -1,0 +1,239 @@
+"""The Pupper walking task over a batch of robots in one process: the per-robot ``PupperEnv`` as array code.
+
+Physics is ``MujocoBatch`` (every robot stepped in C); observations come from the policy contract's own
+``ObservationBuilder`` over ``[robots, ...]``; actions go through the same ``ActionMapping`` and the runtime's target
+envelope; every reward term is the same function ``PupperEnv`` calls (training/rewards.py). Commands, the gait clock,
+terminations, time-outs, automatic resets, randomization, pushes and action latency are numpy over all robots.
+
+Contacts are read from geometry: a foot touches the ground when its sphere overlaps the ground plane, the base when
+its box does, which is MuJoCo's own criterion for these shapes (the geoms have no contact margin).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from pupper_ros.contract import CURRENT_CONTRACT, ActionMapping, ObservationBuilder
+from pupper_ros.robot_profile import load_robot_profile
+from pupper_ros.rotations import rotate
+from pupper_ros.safety import TargetEnvelope
+from pupper_ros.sim.mujoco_batch import MujocoBatch
+from pupper_ros.sim.simulation import NOMINAL_GROUND_FRICTION
+from training.config import TrainConfig
+from training.env import CRITIC_EXTRA
+from training.rewards import RewardInputs, total_reward
+
+
+def gravity_in_body(orientation_xyzw: np.ndarray) -> np.ndarray:
+    """World -z in each body frame, [robots, 3]: the contract's projected gravity over a batch."""
+    conjugate = orientation_xyzw * np.array([-1.0, -1.0, -1.0, 1.0])
+    return rotate(conjugate, np.broadcast_to([0.0, 0.0, -1.0], (len(orientation_xyzw), 3)))
+
+
+class BatchedPupperEnv:
+    """``robots`` Pupper environments as arrays; ``step(actions [robots, 12])`` advances all and resets the finished."""
+
+    def __init__(self, config: TrainConfig, robots: int, randomize: bool | None = None, threads: int = 0):
+        self.config = config
+        self.randomize = config.randomization.enabled if randomize is None else randomize
+        self.robots = n = robots
+        self.profile = profile = load_robot_profile(config.robot)
+        self.contract = CURRENT_CONTRACT
+        self.physics_dt = config.physics_dt()
+        self.sim = MujocoBatch(profile, robots, physics_dt=self.physics_dt, threads=threads)
+        self.decimation = max(1, round(self.contract.control_period / self.physics_dt))
+        self.dt = self.decimation * self.physics_dt
+        self.builder = ObservationBuilder(self.contract, profile, robots=n)
+        self.clean_builder = ObservationBuilder(self.contract, profile, robots=n)
+        self.mapping = ActionMapping(self.contract, profile)
+        self.envelope = TargetEnvelope.deployed_default(profile, self.dt)
+        middle = (profile.lower_limits + profile.upper_limits) / 2
+        half_range = (profile.upper_limits - profile.lower_limits) / 2 * config.rewards.soft_joint_limit
+        self.soft_joint_lower, self.soft_joint_upper = middle - half_range, middle + half_range
+        self.critic_size = self.contract.observation_size + CRITIC_EXTRA
+        self.max_episode_steps = int(round(config.env.episode_seconds / self.dt))
+        self._resample_steps = max(1, int(round(config.env.command_resample_seconds / self.dt)))
+        self._trot_offsets = np.asarray(config.env.trot_offsets, dtype=np.float64)
+        self._phase_step = self.contract.gait_frequency_hz / self.contract.control_rate_hz
+        self.rng = np.random.default_rng(config.seed)
+        j = profile.num_joints
+        self.steps = np.zeros(n, dtype=np.int64)
+        self.command = np.zeros((n, 3))
+        self.phase = np.zeros(n)
+        self.last_action = np.zeros((n, j))
+        self.previous_targets = np.tile(profile.default_pose, (n, 1))
+        self.air_time = np.zeros((n, 4))
+        self.last_contact = np.ones((n, 4), dtype=bool)
+        self.feet = np.zeros((n, 4, 3))
+        self.latency_substeps = np.zeros(n, dtype=np.int64)
+        self.friction = np.full(n, NOMINAL_GROUND_FRICTION)
+        self.nonfinite_resets = 0  # robots whose physics went non-finite and were reset
+        self.critic_observation = np.zeros((n, self.critic_size), dtype=np.float32)
+        self._clipped = np.zeros((n, j))
+        self._targets = np.zeros((n, j))
+        self._base_geom_half = self.sim.model.geom_size[self.sim.base_geom].copy()
+        self.observation = self.reset_robots(np.arange(n), spread_time_outs=True)
+
+    # --- resets and randomization ------------------------------------------------------------------------------
+    def reset_robots(self, ids: np.ndarray, spread_time_outs: bool = False) -> np.ndarray:
+        """Reset robots ``ids`` (new dynamics, pose, command, clock); returns every robot's observation."""
+        k, profile, rng = len(ids), self.profile, self.rng
+        if k:
+            self._randomize(ids)
+            noise = self.config.env.initial_joint_noise
+            q = np.clip(profile.default_pose + rng.uniform(-noise, noise, (k, profile.num_joints)),
+                        profile.lower_limits, profile.upper_limits)
+            self.sim.reset(ids, joint_position=q, base_yaw=rng.uniform(-math.pi, math.pi, k))
+            self.sim.targets[ids] = q
+            self.previous_targets[ids] = q
+            self.last_action[ids] = 0.0
+            self.air_time[ids] = 0.0
+            self.last_contact[ids] = True
+            self.steps[ids] = rng.integers(self.max_episode_steps, size=k) if spread_time_outs else 0
+            self.phase[ids] = rng.uniform(size=k)
+            self.command[ids] = self._sample_commands(k)
+            self.builder.reset(ids)
+            self.clean_builder.reset(ids)
+            self.feet[ids] = self.sim.foot_positions()[ids]
+        return self._observe(self._foot_contacts())
+
+    def _randomize(self, ids: np.ndarray) -> None:
+        r, sim, rng, k, j = self.config.randomization, self.sim, self.rng, len(ids), self.profile.num_joints
+        if not self.randomize:
+            return
+        self.friction[ids] = rng.uniform(*r.friction, k)
+        sim.set_ground_friction(ids, self.friction[ids])
+        sim.set_mass_scales(ids, rng.uniform(*r.base_mass_scale, k), rng.uniform(*r.link_mass_scale, (k, j)))
+        sim.base_com_shift[ids] = np.stack([rng.uniform(*r.com_shift_x, k), rng.uniform(*r.com_shift_yz, k),
+                                            rng.uniform(*r.com_shift_yz, k)], axis=1)
+        sim.kp[ids] = self.profile.kp * rng.uniform(*r.kp_scale, (k, 1))
+        sim.kd[ids] = self.profile.kd * rng.uniform(*r.kd_scale, (k, 1))
+        sim.motor_strength[ids] = rng.uniform(*r.motor_strength, (k, j))
+        low, high = (int(round(x / self.physics_dt)) for x in r.latency_seconds)
+        self.latency_substeps[ids] = rng.integers(low, high + 1, size=k)
+
+    def _sample_commands(self, k: int) -> np.ndarray:
+        e, rng = self.config.env, self.rng
+        command = rng.uniform(self.profile.command_low, self.profile.command_high, (k, 3))
+        u = rng.uniform(size=k)
+        single = (u >= e.zero_command_share) & (u < e.zero_command_share + e.single_axis_command_share)
+        axis = rng.integers(3, size=k)
+        command[single] *= np.arange(3) == axis[single, None]
+        command[u < e.zero_command_share] = 0.0
+        return command
+
+    # --- the step ------------------------------------------------------------------------------------------------
+    def step(self, actions: np.ndarray):
+        """Advance every robot one policy step. Returns (observations, rewards, terminated, truncated, info); robots
+        that ended are reset and their observation is the new episode's first."""
+        sim = self.sim
+        action = self.mapping.clip_action(np.asarray(actions, dtype=np.float64), out=self._clipped)
+        targets = self.envelope.step(self.mapping.to_targets(action, out=self._targets, clipped_out=self._clipped),
+                                     self.previous_targets.copy())
+        latency = np.minimum(self.latency_substeps, self.decimation)
+        for substep in range(self.decimation):  # a robot with latency L acts on its new targets from substep L on
+            sim.targets[:] = np.where((substep < latency)[:, None], self.previous_targets, targets)
+            sim.step(1)
+        self.previous_targets = targets
+        self._maybe_push()
+        self.phase = (self.phase + self._phase_step) % 1.0
+        self.steps += 1
+
+        finite = sim.finite()
+        contacts = self._foot_contacts()
+        feet = sim.foot_positions()
+        foot_speed = np.linalg.norm((feet[..., :2] - self.feet[..., :2]) / self.dt, axis=2)
+        self.feet = feet.copy()
+        first_contact = contacts & ~self.last_contact
+        self.air_time += self.dt
+        swing_time = self.air_time.copy()
+        self.air_time[contacts] = 0.0
+        self.last_contact = contacts
+
+        q, qd = sim.joint_states()
+        position, orientation = sim.base_pose()
+        linear_world, angular_world = sim.base_velocity()
+        conjugate = orientation * np.array([-1.0, -1.0, -1.0, 1.0])
+        linear, angular = rotate(conjugate, linear_world), rotate(conjugate, angular_world)
+        gravity = gravity_in_body(orientation)
+        tilt = np.arccos(np.clip(-gravity[:, 2], -1.0, 1.0))
+        terminated = ((tilt > self.profile.tilt_limit) | (position[:, 2] < self.config.env.min_base_height)
+                      | self._base_contact(position, orientation) | ~finite)
+        moving = np.linalg.norm(self.command, axis=1) >= self.config.env.standing_command_threshold
+        foot_phase = (self.phase[:, None] + self._trot_offsets) % 1.0
+        desired_stance = (foot_phase < 0.5) | ~moving[:, None]
+        inputs = RewardInputs(
+            command=self.command, base_linear_velocity=linear, base_angular_velocity=angular, projected_gravity=gravity,
+            joint_position_offset=q - self.profile.default_pose, joint_position=q, soft_joint_lower=self.soft_joint_lower,
+            soft_joint_upper=self.soft_joint_upper, joint_torque=sim.torque, action=action, last_action=self.last_action,
+            foot_contact=contacts, first_contact=first_contact, air_time=swing_time, foot_speed_xy=foot_speed,
+            desired_stance=desired_stance, terminated=terminated, tracking_sigma=self.config.rewards.tracking_sigma,
+            air_time_target=self.config.rewards.air_time_target, moving_command=moving,
+            foot_height=feet[..., 2] - sim.foot_radius, swing_height_target=self.config.rewards.swing_height_target,
+        )
+        reward, terms = total_reward(inputs, self.config.rewards.weights, self.dt, self.config.rewards.only_positive)
+        reward = np.where(finite, reward, 0.0)
+        self.last_action = action.copy()
+        truncated = (self.steps >= self.max_episode_steps) & ~terminated
+        resample = (self.steps % self._resample_steps == 0) & ~(terminated | truncated)
+        if resample.any():
+            self.command[resample] = self._sample_commands(int(resample.sum()))
+        info = {"reward_terms": {name: np.where(finite, value, 0.0) for name, value in terms.items()},
+                "base_linear_velocity": linear, "base_angular_velocity": angular, "command": self.command.copy()}
+        if (~finite).any():
+            self.nonfinite_resets += int((~finite).sum())
+        done = np.flatnonzero(terminated | truncated)
+        self.observation = self.reset_robots(done) if done.size else self._observe(contacts, q, qd, orientation, angular, gravity, position, linear)
+        return self.observation, reward.astype(np.float32), terminated, truncated, info
+
+    def _maybe_push(self) -> None:
+        r = self.config.randomization
+        if not self.randomize or r.push_velocity <= 0:
+            return
+        pushed = np.flatnonzero(self.rng.uniform(size=self.robots) < self.dt / r.push_interval_seconds)
+        if pushed.size:
+            kick = self.rng.uniform(-r.push_velocity, r.push_velocity, (pushed.size, 2))
+            self.sim.push(pushed, np.concatenate([kick, np.zeros((pushed.size, 1))], axis=1))
+
+    def _foot_contacts(self) -> np.ndarray:
+        return self.sim.foot_positions()[..., 2] - self.sim.foot_radius < 0.0
+
+    def _base_contact(self, position: np.ndarray, orientation: np.ndarray) -> np.ndarray:
+        """Whether each base box reaches below the ground: its centre's height less its half-extent along world z."""
+        centre = self.sim.batch.bind("geom_xpos")[:, self.sim.base_geom]
+        axes = np.stack([rotate(orientation, np.broadcast_to(e, (self.robots, 3))) for e in np.eye(3)], axis=1)
+        reach = np.abs(axes[..., 2]) @ self._base_geom_half
+        return centre[:, 2] - reach < 0.0
+
+    def _observe(self, contacts, q=None, qd=None, orientation=None, angular=None, gravity=None, position=None,
+                 linear=None) -> np.ndarray:
+        sim, rng, nz = self.sim, self.rng, self.config.noise
+        if q is None:
+            q, qd = sim.joint_states()
+            position, orientation = sim.base_pose()
+            linear_world, angular_world = sim.base_velocity()
+            conjugate = orientation * np.array([-1.0, -1.0, -1.0, 1.0])
+            linear, angular = rotate(conjugate, linear_world), rotate(conjugate, angular_world)
+            gravity = gravity_in_body(orientation)
+        values = dict(base_angular_velocity=angular, projected_gravity=gravity, velocity_command=self.command,
+                      gait_phase=self.phase, joint_position=q, joint_velocity=qd, last_action=self.last_action)
+        clean = self.clean_builder.build(**values)
+        if self.randomize:
+            n, j = self.robots, self.profile.num_joints
+            values["base_angular_velocity"] = angular + rng.uniform(-nz.angular_velocity, nz.angular_velocity, (n, 3))
+            noisy = gravity + rng.uniform(-nz.gravity, nz.gravity, (n, 3))
+            values["projected_gravity"] = noisy / np.linalg.norm(noisy, axis=1, keepdims=True)
+            values["joint_position"] = q + rng.uniform(-nz.joint_position, nz.joint_position, (n, j))
+            values["joint_velocity"] = qd + rng.uniform(-nz.joint_velocity, nz.joint_velocity, (n, j))
+        observation = self.builder.build(**values)
+        c = self.critic_observation
+        size = self.contract.observation_size
+        c[:, :size] = clean
+        c[:, size:size + 3] = linear * 2.0
+        c[:, size + 3:size + 7] = contacts
+        c[:, size + 7] = position[:, 2] * 10.0 - 1.5
+        c[:, size + 8] = self.friction - 1.0
+        c[:, size + 9] = self.sim.motor_strength.mean(axis=1) - 1.0
+        return observation
