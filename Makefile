@@ -25,16 +25,7 @@ CM_MSGS_STAMP := $(VENV)/.controller_manager_msgs-built
 .DEFAULT_GOAL := run
 
 setup: $(TEST_STAMP)
-setup-$(CM_MSGS_STAMP): $(TEST_STAMP) $(wildcard $(CM_MSGS)/* $(CM_MSGS)/*/*)
-	rm -rf $(VENV)/cm_msgs_build
-	cd $(CM_MSGS) && CMAKE_PREFIX_PATH=$(abspath $(VENV)) AMENT_PREFIX_PATH=$(abspath $(VENV)) PATH=$(abspath $(BIN)):$$PATH \
-		$(abspath $(BIN))/colcon --log-base $(abspath $(VENV))/cm_msgs_build/log build --base-paths . \
-		--build-base $(abspath $(VENV))/cm_msgs_build --install-base $(abspath $(VENV)) --merge-install \
-		--event-handlers console_direct- --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE=$(abspath $(BIN))/python \
-		> $(abspath $(VENV))/cm_msgs_build.log 2>&1 || (tail -40 $(abspath $(VENV))/cm_msgs_build.log; exit 1)
-	@touch $@
-
-run: $(RUN_STAMP)
+setup-run: $(RUN_STAMP)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -14,10 +14,11 @@ The machine is a shared VM whose speed drifts by 10-20 % from one minute to the 
 in several rounds, one after another; a ratio is taken within a round and the median over the rounds is printed with
 its range.
 
-Usage: python benchmarks/training_throughput.py [--seconds S] [--rounds R] [--physics-only]
+Usage: python benchmarks/training_throughput.py [--seconds S] [--rounds R] [--batch]
 
---physics-only measures the physics ceiling of the batched simulation: Pupper v3 robots in one MuJoCo batch
-(pupper_ros/sim/mujoco_batch.py) on all cores against one MuJoCo robot on one core.
+--batch measures the batched path side by side: one MuJoCo robot's physics on one core, the physics ceiling of
+Pupper v3 robots in one MuJoCo batch (pupper_ros/sim/mujoco_batch.py) on all cores, the batched environment and the
+batched training loop (training/pupper_v3_mujoco.yaml) as fractions of it, and the loop against the worker loop.
 """
 
 from __future__ import annotations
@@ -163,17 +164,52 @@ def training_loop_rate(seconds: float, overrides: dict | None = None) -> tuple[f
     env = PupperVecEnv(config)
     alg = build_algorithm(config, env)
     alg.train_mode()
-    iterations = training_iterations(alg, env, config)
-    next(iterations)  # warm-up
+    rate = iteration_rate(seconds, training_iterations(alg, env, config), config)
+    memory = peak_rss_mb([os.getpid()] + [p.pid for p in env._procs])
+    env.close()
+    return rate, memory
+
+
+def iteration_rate(seconds: float, iterations, config) -> float:
+    """Env steps/s of a training loop's iterations over ``seconds``, after one warm-up iteration; closes them."""
+    next(iterations)
     n, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         next(iterations)
         n += config.envs * config.ppo.steps_per_env
     rate = n / (time.perf_counter() - start)
-    memory = peak_rss_mb([os.getpid()] + [p.pid for p in env._procs])
     iterations.close()
-    env.close()
-    return rate, memory
+    return rate
+
+
+def batched_env_rate(seconds: float, robots: int) -> float:
+    """The batched environment (observations, rewards, resets, randomization) with random actions, env steps/s."""
+    from training.batch_env import BatchedPupperEnv
+    from training.config import load_config
+
+    env = BatchedPupperEnv(load_config(overrides={"env": {"engine": "mujoco"}}), robots)
+    actions = np.random.default_rng(0).uniform(-0.3, 0.3, (50, robots, 12))
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        env.step(actions[(n // robots) % 50])
+        n += robots
+    return n / (time.perf_counter() - start)
+
+
+def batched_loop_rate(seconds: float, config_path: Path) -> tuple[float, float]:
+    """The whole batched training loop (collection and PPO update) with a recipe, env steps/s and peak memory."""
+    import torch
+
+    from training.config import load_config
+    from training.train import batched_iterations, build_algorithm, make_env
+
+    config = load_config(config_path)
+    env = make_env(config)
+    alg = build_algorithm(config, env)
+    alg.train_mode()
+    rate = iteration_rate(seconds, batched_iterations(alg, env, config), config)
+    torch.set_num_threads(1)
+    return rate, peak_rss_mb([os.getpid()])
 
 
 VARIANTS = [  # training-loop variants measured beside the default config: (label, config overrides)
@@ -205,11 +241,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10.0, help="measuring time per figure and round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of every figure; ratios are taken within a round")
-    parser.add_argument("--physics-only", action="store_true",
-                        help="only the physics: one MuJoCo robot on one core against the MuJoCo batch on all cores")
+    parser.add_argument("--batch", action="store_true",
+                        help="the batched path: physics ceiling, batched environment and loop, against the worker loop")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
-    if args.physics_only:
+    if args.batch:
         return physics_ceiling(args)
     rounds, memory = [], 0.0
     for r in range(args.rounds):
@@ -256,24 +292,46 @@ def main() -> int:
 BATCH_SIZES = (64, 256, 1024)
 
 
-def physics_ceiling(args) -> int:
-    """One MuJoCo robot's physics (one core, as one environment has it) against the batch, side by side per round."""
-    from pupper_ros.contract import CURRENT_CONTRACT
+MUJOCO_RECIPE = Path(__file__).resolve().parents[1] / "training" / "pupper_v3_mujoco.yaml"
 
-    rounds = []
+
+def physics_ceiling(args) -> int:
+    """The batch, side by side per round: one MuJoCo robot's physics (one core, as one environment has it), the
+    batch's physics on all cores, the batched environment, the batched training loop, and today's worker loop in
+    MuJoCo (the per-robot environments in worker processes, update overlapped) for comparison."""
+    from pupper_ros.contract import CURRENT_CONTRACT
+    from training.config import load_config
+
+    robots = load_config(MUJOCO_RECIPE).envs
+    rounds, memory = [], 0.0
     for _ in range(args.rounds):
         figures = {"single": physics_rate(args.seconds, *PHYSICS_VARIANTS["mujoco"]) / CURRENT_CONTRACT.control_period}
-        for robots in BATCH_SIZES:
-            figures[robots] = batch_physics_rate(args.seconds, robots)
+        for size in BATCH_SIZES:
+            figures[size] = batch_physics_rate(args.seconds, size)
+        figures["env"] = batched_env_rate(args.seconds, robots)
+        figures["loop"], peak = batched_loop_rate(args.seconds, MUJOCO_RECIPE)
+        memory = max(memory, peak)
+        figures["workers"], _ = training_loop_rate(args.seconds, {"env": {"engine": "mujoco"}, "ppo": {"overlap_update": True}})
         rounds.append(figures)
-    single = np.median([r["single"] for r in rounds])
-    print(f"machine: {os.cpu_count()} cores; medians of {args.rounds} rounds of {args.seconds:.0f} s per figure; "
-          "Pupper v3 standing on its PD, fixed targets")
-    print(f"physics, one MuJoCo robot, one core:  {single:8.0f} env steps/s of physics")
-    for robots in BATCH_SIZES:
-        values = [r[robots] / r["single"] for r in rounds]
-        print(f"physics, MuJoCo batch of {robots:4d}, all cores: {np.median([r[robots] for r in rounds]):8.0f} env steps/s = "
-              f"{np.median(values):.2f}x one robot (rounds {min(values):.2f}-{max(values):.2f})")
+
+    def median(key):
+        return float(np.median([r[key] for r in rounds]))
+
+    def against(key, reference):
+        values = [r[key] / r[reference] for r in rounds]
+        return f"{np.median(values):.2f}x (rounds {min(values):.2f}-{max(values):.2f})"
+
+    print(f"machine: {os.cpu_count()} cores; medians of {args.rounds} rounds of {args.seconds:.0f} s per figure")
+    print(f"physics, one MuJoCo robot standing on its PD, one core: {median('single'):8.0f} env steps/s")
+    for size in BATCH_SIZES:
+        print(f"physics, MuJoCo batch of {size:4d} standing, all cores:    {median(size):8.0f} env steps/s = "
+              f"{against(size, 'single')} one robot")
+    print(f"batched environment, {robots} robots, random actions:  {median('env'):8.0f} env steps/s = "
+          f"{against('env', robots)} of the {robots}-robot ceiling")
+    print(f"batched training loop ({MUJOCO_RECIPE.name}):      {median('loop'):8.0f} env steps/s = "
+          f"{against('loop', robots)} of the ceiling, {against('loop', 'workers')} the worker loop")
+    print(f"worker loop in MuJoCo (32 envs, update overlapped):    {median('workers'):8.0f} env steps/s")
+    print(f"peak resident memory of the batched loop: {memory:.0f} MB")
     return 0
 
 

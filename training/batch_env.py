@@ -152,12 +152,9 @@ class BatchedPupperEnv:
         self.air_time[contacts] = 0.0
         self.last_contact = contacts
 
-        q, qd = sim.joint_states()
-        position, orientation = sim.base_pose()
-        linear_world, angular_world = sim.base_velocity()
-        conjugate = orientation * np.array([-1.0, -1.0, -1.0, 1.0])
-        linear, angular = rotate(conjugate, linear_world), rotate(conjugate, angular_world)
-        gravity = gravity_in_body(orientation)
+        state = self._body_state()
+        q, position, orientation, linear, angular, gravity = (state[k] for k in (
+            "joint_position", "position", "orientation", "linear", "angular", "gravity"))
         tilt = np.arccos(np.clip(-gravity[:, 2], -1.0, 1.0))
         terminated = ((tilt > self.profile.tilt_limit) | (position[:, 2] < self.config.env.min_base_height)
                       | self._base_contact(position, orientation) | ~finite)
@@ -185,7 +182,7 @@ class BatchedPupperEnv:
         if (~finite).any():
             self.nonfinite_resets += int((~finite).sum())
         done = np.flatnonzero(terminated | truncated)
-        self.observation = self.reset_robots(done) if done.size else self._observe(contacts, q, qd, orientation, angular, gravity, position, linear)
+        self.observation = self.reset_robots(done) if done.size else self._observe(contacts, state)
         return self.observation, reward.astype(np.float32), terminated, truncated, info
 
     def _maybe_push(self) -> None:
@@ -207,16 +204,21 @@ class BatchedPupperEnv:
         reach = np.abs(axes[..., 2]) @ self._base_geom_half
         return centre[:, 2] - reach < 0.0
 
-    def _observe(self, contacts, q=None, qd=None, orientation=None, angular=None, gravity=None, position=None,
-                 linear=None) -> np.ndarray:
-        sim, rng, nz = self.sim, self.rng, self.config.noise
-        if q is None:
-            q, qd = sim.joint_states()
-            position, orientation = sim.base_pose()
-            linear_world, angular_world = sim.base_velocity()
-            conjugate = orientation * np.array([-1.0, -1.0, -1.0, 1.0])
-            linear, angular = rotate(conjugate, linear_world), rotate(conjugate, angular_world)
-            gravity = gravity_in_body(orientation)
+    def _body_state(self) -> dict[str, np.ndarray]:
+        """Joints, base pose, base velocities in the body frame and projected gravity, all robots."""
+        q, qd = self.sim.joint_states()
+        position, orientation = self.sim.base_pose()
+        linear_world, angular_world = self.sim.base_velocity()
+        conjugate = orientation * np.array([-1.0, -1.0, -1.0, 1.0])
+        return {"joint_position": q, "joint_velocity": qd, "position": position, "orientation": orientation,
+                "linear": rotate(conjugate, linear_world), "angular": rotate(conjugate, angular_world),
+                "gravity": gravity_in_body(orientation)}
+
+    def _observe(self, contacts: np.ndarray, state: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        rng, nz = self.rng, self.config.noise
+        state = self._body_state() if state is None else state
+        q, qd, position, linear, angular, gravity = (state[k] for k in (
+            "joint_position", "joint_velocity", "position", "linear", "angular", "gravity"))
         values = dict(base_angular_velocity=angular, projected_gravity=gravity, velocity_command=self.command,
                       gait_phase=self.phase, joint_position=q, joint_velocity=qd, last_action=self.last_action)
         clean = self.clean_builder.build(**values)
