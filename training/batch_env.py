@@ -69,6 +69,7 @@ class BatchedPupperEnv:
         self.feet = np.zeros((n, 4, 3))
         self.latency_substeps = np.zeros(n, dtype=np.int64)
         self.friction = np.full(n, NOMINAL_GROUND_FRICTION)
+        self.fixed_commands: np.ndarray | None = None  # [robots, 3] held for whole episodes (evaluation)
         self.nonfinite_resets = 0  # robots whose physics went non-finite and were reset
         self.critic_observation = np.zeros((n, self.critic_size), dtype=np.float32)
         self._clipped = np.zeros((n, j))
@@ -93,7 +94,7 @@ class BatchedPupperEnv:
             self.last_contact[ids] = True
             self.steps[ids] = rng.integers(self.max_episode_steps, size=k) if spread_time_outs else 0
             self.phase[ids] = rng.uniform(size=k)
-            self.command[ids] = self._sample_commands(k)
+            self.command[ids] = self._commands_for(ids)
             self.builder.reset(ids)
             self.clean_builder.reset(ids)
             self.feet[ids] = self.sim.foot_positions()[ids]
@@ -113,6 +114,15 @@ class BatchedPupperEnv:
         sim.motor_strength[ids] = rng.uniform(*r.motor_strength, (k, j))
         low, high = (int(round(x / self.physics_dt)) for x in r.latency_seconds)
         self.latency_substeps[ids] = rng.integers(low, high + 1, size=k)
+
+    def _commands_for(self, ids: np.ndarray) -> np.ndarray:
+        return self._sample_commands(len(ids)) if self.fixed_commands is None else self.fixed_commands[ids]
+
+    def hold_commands(self, commands: np.ndarray) -> np.ndarray:
+        """Give each robot a command for good (evaluation) and start every episode afresh; returns the observations."""
+        self.fixed_commands = np.asarray(commands, dtype=np.float64).reshape(self.robots, 3)
+        self.observation = self.reset_robots(np.arange(self.robots))
+        return self.observation
 
     def _sample_commands(self, k: int) -> np.ndarray:
         e, rng = self.config.env, self.rng
@@ -141,7 +151,7 @@ class BatchedPupperEnv:
         self.phase = (self.phase + self._phase_step) % 1.0
         self.steps += 1
 
-        finite = sim.finite()
+        finite = ~sim.take_diverged()
         contacts = self._foot_contacts()
         feet = sim.foot_positions()
         foot_speed = np.linalg.norm((feet[..., :2] - self.feet[..., :2]) / self.dt, axis=2)
@@ -176,9 +186,10 @@ class BatchedPupperEnv:
         truncated = (self.steps >= self.max_episode_steps) & ~terminated
         resample = (self.steps % self._resample_steps == 0) & ~(terminated | truncated)
         if resample.any():
-            self.command[resample] = self._sample_commands(int(resample.sum()))
+            self.command[resample] = self._commands_for(np.flatnonzero(resample))
         info = {"reward_terms": {name: np.where(finite, value, 0.0) for name, value in terms.items()},
-                "base_linear_velocity": linear, "base_angular_velocity": angular, "command": self.command.copy()}
+                "base_linear_velocity": linear, "base_angular_velocity": angular, "command": self.command.copy(),
+                "base_position": position, "joint_torque": sim.torque.copy(), "joint_velocity": state["joint_velocity"]}
         if (~finite).any():
             self.nonfinite_resets += int((~finite).sum())
         done = np.flatnonzero(terminated | truncated)

@@ -1,6 +1,7 @@
 """``pupper-eval``: a policy file run through onnxruntime (not torch) in the randomized environment over a fixed
 suite of commands, in either physics engine (``--engine``); writes metrics JSON, plots of commanded against measured
-velocity, and optionally a GIF. In MuJoCo the physics step is the reference model's 4 ms.
+velocity, and optionally a GIF. In MuJoCo the physics step is the reference model's 4 ms, and every episode of every
+command runs at once, one robot each in the batched environment; in PyBullet each command's episodes run in turn.
 
 Tracking error is measured on velocities averaged over 1 s windows (two and a half gait cycles, so the stride's own
 oscillation is not counted as error), after a 1 s settling time at the start of each episode.
@@ -56,8 +57,6 @@ def run_episode(env, policy, command, seconds: float, seed: int, frames: list | 
     obs, _ = env.reset(seed=seed, options={"command": command})
     start = env.sim.state().base_position.copy()
     steps = int(round(seconds / env.dt))
-    window = int(round(WINDOW_SECONDS / env.dt))
-    settle = int(round(SETTLE_SECONDS / env.dt))
     velocity = np.zeros((steps, 3))  # vx, vy (body), yaw rate
     energy, fell, taken = 0.0, False, 0
     for k in range(steps):
@@ -72,6 +71,14 @@ def run_episode(env, policy, command, seconds: float, seed: int, frames: list | 
             fell = True
             break
     end = env.sim.state().base_position
+    return episode_result(velocity, taken, fell, command, start, end, energy, env.dt)
+
+
+def episode_result(velocity: np.ndarray, taken: int, fell: bool, command, start, end, energy: float,
+                   dt: float) -> EpisodeResult:
+    """An episode's figures from its per-step (vx, vy, yaw rate) over the ``taken`` steps it lasted."""
+    window = int(round(WINDOW_SECONDS / dt))
+    settle = int(round(SETTLE_SECONDS / dt))
     usable = velocity[settle:taken]
     n_windows = len(usable) // window
     if n_windows:
@@ -83,7 +90,7 @@ def run_episode(env, policy, command, seconds: float, seed: int, frames: list | 
     cmd = np.asarray(command)
     return EpisodeResult(
         fell=fell,
-        seconds=taken * env.dt,
+        seconds=taken * dt,
         linear_error=float(np.mean(np.linalg.norm(means[:, :2] - cmd[:2], axis=1))),
         yaw_error=float(np.mean(np.abs(means[:, 2] - cmd[2]))),
         drift=float(np.mean(np.linalg.norm(means[:, :2], axis=1))),
@@ -125,6 +132,47 @@ def _evaluate_command(args):
     results = [run_episode(env, policy, command, seconds, seed + i) for i in range(episodes)]
     env.close()
     return name, command, results
+
+
+def evaluate_batched(commands: dict, policy_path, episodes: int, seconds: float, randomize: bool, seed: int,
+                     robot: str, latency: float | None, reference: bool) -> list:
+    """Every episode of every command at once, one robot each in a MuJoCo batch (training/batch_env.py); the same
+    per-episode figures as ``run_episode``. A robot that falls is judged on the steps before its fall."""
+    from pupper_ros.policy import load_policy
+    from pupper_ros.robot_profile import load_robot_profile
+    from training.batch_env import BatchedPupperEnv
+
+    names = list(commands)
+    config = evaluation_config(robot, "mujoco", seconds, latency, reference)
+    config.seed = seed
+    robots = len(names) * episodes
+    env = BatchedPupperEnv(config, robots, randomize=randomize)
+    policy = load_policy(policy_path, load_robot_profile(robot))
+    held = np.repeat(np.array([commands[name] for name in names], dtype=np.float64), episodes, axis=0)
+    obs = env.hold_commands(held)
+    start = env.sim.base_pose()[0]
+    end = start.copy()
+    steps = int(round(seconds / env.dt))
+    velocity = np.zeros((robots, steps, 3))
+    energy = np.zeros(robots)
+    taken = np.full(robots, steps)
+    fell = np.zeros(robots, dtype=bool)
+    for k in range(steps):
+        obs, _, terminated, _, info = env.step(policy.run_batch(obs))
+        live = ~fell
+        velocity[:, k, :2] = info["base_linear_velocity"][:, :2]
+        velocity[:, k, 2] = info["base_angular_velocity"][:, 2]
+        energy += np.sum(np.abs(info["joint_torque"] * info["joint_velocity"]), axis=1) * env.dt * live
+        end[live] = info["base_position"][live]
+        falling = terminated & live
+        taken[falling] = k + 1
+        fell |= falling
+    outputs = []
+    for c, name in enumerate(names):
+        ids = range(c * episodes, (c + 1) * episodes)
+        outputs.append((name, commands[name], [episode_result(velocity[i], int(taken[i]), bool(fell[i]), commands[name],
+                                                              start[i], end[i], float(energy[i]), env.dt) for i in ids]))
+    return outputs
 
 
 def _mean_of_judged(values) -> float:
@@ -194,7 +242,10 @@ def evaluate(policy_path: Path, out_dir: Path, episodes: int = 20, seconds: floa
     jobs = [(name, cmd, str(policy_path), episodes, seconds, randomize, seed, robot, engine, latency,
              reference_randomization) for name, cmd in commands.items()]
     workers = workers or min(len(jobs), mp.cpu_count() or 1)
-    if workers > 1:
+    if engine == "mujoco":  # every episode in one batch
+        outputs = evaluate_batched(commands, policy_path, episodes, seconds, randomize, seed, robot, latency,
+                                   reference_randomization)
+    elif workers > 1:
         with mp.get_context("spawn").Pool(workers) as pool:
             outputs = pool.map(_evaluate_command, jobs)
     else:

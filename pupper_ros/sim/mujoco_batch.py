@@ -66,6 +66,10 @@ class MujocoBatch:
         self._qfrc = self.batch.bind("qfrc_applied")
         self._xfrc = self.batch.bind("xfrc_applied")
         self._geom_xpos = self.batch.bind("geom_xpos")
+        self._time = self.batch.bind("time")
+        # Robots whose physics diverged since the last ``take_diverged``: MuJoCo resets a simulation whose state goes
+        # non-finite inside the step (its clock starts again at 0), so divergence shows as a clock that went back.
+        self._diverged = np.zeros(robots, dtype=bool)
         self._friction = None  # the per-robot geom_friction, expanded on first use
         self.reset(np.arange(robots))
 
@@ -101,7 +105,9 @@ class MujocoBatch:
             torque = self.kp * (self.targets - q) - self.kd * qd
             np.clip(torque * self.motor_strength, -limit, limit, out=self.torque)
             self._qfrc[:, self._dof] = self.torque
+            before = self._time.copy()
             self.batch.step()
+            self._diverged |= ~(self._time > before) | ~np.isfinite(self.torque).all(axis=1)
 
     def _com_shift_torque(self) -> np.ndarray:
         _, orientation = self.base_pose()
@@ -145,9 +151,11 @@ class MujocoBatch:
         """World positions of the foot centres [robots, 4, 3], in the profile's foot order."""
         return self._geom_xpos[:, self.foot_geoms]
 
-    def finite(self) -> np.ndarray:
-        """Which robots' state is finite (a robot whose physics diverged is reset by its owner)."""
-        return np.isfinite(self.qpos).all(axis=1) & np.isfinite(self.qvel).all(axis=1)
+    def take_diverged(self) -> np.ndarray:
+        """Which robots' physics diverged (went non-finite) since the last call; their owner resets them."""
+        diverged = self._diverged | ~(np.isfinite(self.qpos).all(axis=1) & np.isfinite(self.qvel).all(axis=1))
+        self._diverged = np.zeros(self.robots, dtype=bool)
+        return diverged
 
     # --- randomization -------------------------------------------------------------------------------------------
     def set_ground_friction(self, ids: np.ndarray, friction: np.ndarray) -> None:

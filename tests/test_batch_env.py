@@ -1,0 +1,60 @@
+"""The batched training environment (training/batch_env.py) as the per-robot one: its randomization inside the
+config's ranges, a robot whose physics goes non-finite reset and counted, and the shipped policy evaluated on the
+batch walking as the per-robot evaluation measures it."""
+
+import numpy as np
+import pytest
+
+from training.batch_env import BatchedPupperEnv
+from training.config import load_config
+
+MUJOCO = {"env": {"engine": "mujoco"}}
+
+
+def test_randomization_stays_inside_the_configs_ranges():
+    config = load_config(overrides=MUJOCO)
+    r = config.randomization
+    env = BatchedPupperEnv(config, 64, threads=1)
+    profile = env.profile
+    assert np.all((env.friction >= r.friction[0]) & (env.friction <= r.friction[1]))
+    assert np.ptp(env.friction) > 0  # each robot its own
+    kp_scale = env.sim.kp[:, 0] / profile.kp
+    assert np.all((kp_scale >= r.kp_scale[0]) & (kp_scale <= r.kp_scale[1]))
+    assert np.all((env.sim.motor_strength >= r.motor_strength[0]) & (env.sim.motor_strength <= r.motor_strength[1]))
+    masses = env.sim.link_masses()
+    nominal = env.sim.model.body_mass[env.sim.base_body]
+    assert np.all((masses[:, 0] >= nominal * r.base_mass_scale[0] - 1e-12) & (masses[:, 0] <= nominal * r.base_mass_scale[1] + 1e-12))
+    low, high = (round(x / env.physics_dt) for x in r.latency_seconds)
+    assert np.all((env.latency_substeps >= low) & (env.latency_substeps <= high))
+    commands = env.command
+    assert np.all((commands >= profile.command_low) & (commands <= profile.command_high))
+    assert np.mean(np.all(commands == 0, axis=1)) > 0  # some robots are asked to stand
+
+
+def test_a_robot_whose_physics_goes_non_finite_is_reset_and_counted():
+    env = BatchedPupperEnv(load_config(overrides=MUJOCO), 4, threads=1)
+    env.sim.qvel[2, :] = np.nan
+    _, rewards, terminated, _, _ = env.step(np.zeros((4, 12)))
+    assert terminated[2] and not terminated[[0, 1, 3]].any()
+    assert env.nonfinite_resets == 1 and np.isfinite(rewards).all()
+    assert not env.sim.take_diverged().any() and env.steps[2] == 0
+
+
+@pytest.mark.slow
+def test_the_shipped_policy_evaluated_on_the_batch_walks_as_the_per_robot_evaluation_measures():
+    """One forward and one turning command, 6 episodes of 6 s each, nominal dynamics: the batched MuJoCo evaluation
+    and the per-robot one (the same policy, engine and config; initial poses, headings and gait phases drawn apart)
+    agree on the measured speeds to within a tenth of the bar's tolerances' scale (0.03 m/s, 0.1 rad/s)."""
+    from pupper_ros import resources
+    from training.evaluate import _evaluate_command, evaluate_batched
+
+    policy = str(resources.default_policy_path("pupper_v3"))
+    commands = {"forward_0.3": (0.3, 0.0, 0.0), "turn_left_1": (0.0, 0.0, 1.0)}
+    batched = evaluate_batched(commands, policy, 6, 6.0, False, 7, "pupper_v3", None, False)
+    for name, command, results in batched:
+        _, _, reference = _evaluate_command((name, command, policy, 6, 6.0, False, 7, "pupper_v3", "mujoco", None, False))
+        assert not any(r.fell for r in results + reference)
+        mean = np.mean([np.mean(r.trace["measured"], axis=0) for r in results], axis=0)
+        expected = np.mean([np.mean(r.trace["measured"], axis=0) for r in reference], axis=0)
+        print(f"{name}: batched {np.round(mean, 3)}, per robot {np.round(expected, 3)}")
+        assert np.all(np.abs(mean[:2] - expected[:2]) < 0.03) and abs(mean[2] - expected[2]) < 0.1, (mean, expected)
