@@ -44,6 +44,7 @@ class Controller:
         self.last_observation: np.ndarray | None = None  # the policy's last input and raw output (the recorder's)
         self.last_raw_action: np.ndarray | None = None
         self.lock = threading.Lock()  # guards the supervisor between the loop thread and ROS callbacks
+        self._write_lock = threading.Lock()  # one backend write at a time (the watchdog may write too)
 
     def tick(self, now: float) -> JointCommand:
         """One control step. Any unexpected error inside it ends in DAMPING (fail closed), never in a dead loop."""
@@ -53,23 +54,38 @@ class Controller:
             self.fail_closed(f"control step failed: {type(exc).__name__}: {exc}", now)
             return self.command
 
-    def fail_closed(self, reason: str, now: float, lock_timeout: float = -1) -> None:
-        """Latch DAMPING for ``reason`` and write damping to the backend, whatever state the tick was left in.
+    def fail_closed(self, reason: str, now: float, lock_timeout: float = -1) -> bool:
+        """Latch DAMPING for ``reason`` and write damping to the backend, whatever state the tick was left in."""
+        return self.damp(reason, now, lock_timeout, latch=True)
 
-        The watchdog calls it from its own thread with a ``lock_timeout``: a control thread stuck while holding the
-        lock must not keep the damping command from going out."""
+    def damp(self, reason: str, now: float, lock_timeout: float = -1, latch: bool = False) -> bool:
+        """DAMPING for ``reason`` (latched as a fault when ``latch``; an orderly stop otherwise) and one damping
+        command written; returns whether it was written.
+
+        Callers outside the control thread (the watchdog, a stop) give a ``lock_timeout``: a control thread stuck
+        inside the supervisor or a backend call must not keep the damping command from going out, nor the caller
+        from returning. Writes are serialized with the loop's, so a simulator is never stepped from two threads."""
         locked = self.lock.acquire(timeout=lock_timeout)
         try:
-            self.supervisor.fault(reason)
+            if latch:
+                self.supervisor.fault(reason)
+            else:
+                self.supervisor.deactivate(reason)
             self.supervisor.damping_command(self.sample, self._damping)
         finally:
             if locked:
                 self.lock.release()
-        try:
-            self.backend.write(self._damping, now)
-        except Exception:  # noqa: BLE001 - the link itself is gone; DAMPING is latched and the backend's close damps
-            pass
+        written = False
+        if self._write_lock.acquire(timeout=lock_timeout):
+            try:
+                self.backend.write(self._damping, now)
+                written = True
+            except Exception:  # noqa: BLE001 - the link itself is gone; DAMPING holds and the backend's close damps
+                pass
+            finally:
+                self._write_lock.release()
         self.command.copy_from(self._damping)
+        return written
 
     def _tick(self, now: float) -> JointCommand:
         with self.lock:
@@ -88,7 +104,8 @@ class Controller:
             self._ticks += 1
             sup.step(sample, now, self.policy_target if needed else None, self.command)
         try:
-            self.backend.write(self.command, now)
+            with self._write_lock:
+                self.backend.write(self.command, now)
         except BackendError as exc:
             with self.lock:
                 sup.fault(f"backend error: {exc}")
@@ -143,9 +160,13 @@ class Controller:
                 return False
             time.sleep(0.01)
 
-    def deactivate(self) -> None:
-        with self.lock:
-            self.supervisor.deactivate()
+    def deactivate(self, reason: str = "deactivated", lock_timeout: float = -1) -> None:
+        locked = self.lock.acquire(timeout=lock_timeout)
+        try:
+            self.supervisor.deactivate(reason)
+        finally:
+            if locked:
+                self.lock.release()
 
     def set_command(self, command, now: float) -> bool:
         with self.lock:

@@ -36,6 +36,7 @@ from pupper_ros.safety import JointCommand, SafetySupervisor, State
 DEACTIVATED, SHUT_DOWN = "deactivated", "shut down"
 ORDERLY_STOPS = (DEACTIVATED, SHUT_DOWN)  # asked for by the operator: logged as information, not as a fault
 FIRST_SAMPLE_TIMEOUT = 2.0  # s activation waits for a just-opened link's first healthy reading before refusing
+STOP_LOCK_TIMEOUT = 0.2  # s a stop waits for the control thread's locks before writing damping regardless
 STATE_HISTORY = 10  # ~/state samples kept for subscribers that join late
 
 
@@ -282,16 +283,17 @@ class WalkNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _stop_in_damping(self, reason: str) -> None:
-        """Stop the loop, then send one damping command from this thread (the loop is no longer writing)."""
+        """Stop the loop, then send one damping command from this thread. Bounded: a control thread that hangs
+        holding the controller's locks cannot keep the stop from finishing (the backend's close damps again)."""
         if self.controller is None:
             return
-        with self.controller.lock:
-            self.controller.supervisor.deactivate(reason)
+        self.controller.deactivate(reason, lock_timeout=STOP_LOCK_TIMEOUT)
         if self.loop is not None:
             self.loop.stop()
         try:
-            now = self.loop.now()
-            self.controller.tick(now)
+            now = self.loop.now() if self.loop is not None else 0.0
+            if not self.controller.damp(reason, now, lock_timeout=STOP_LOCK_TIMEOUT):
+                self.get_logger().warning("final damping command not written (the backend's close damps again)")
             if self.recorder is not None:
                 self.recorder.record_tick(now, self.controller)
         except Exception as exc:  # the link may already be gone; closing the backend damps it again

@@ -45,7 +45,10 @@ class SafetyLimits:
     joint_limit_margin: float = 0.05  # rad kept clear of each position limit
     max_joint_speed: float = 30.0  # rad/s a target may move
     max_consecutive_overruns: int = 5
-    watchdog_timeout: float = 0.25  # s without a completed tick before the watchdog latches DAMPING and damps itself
+    # s without a completed tick before the watchdog latches DAMPING and damps itself. For a thread that hangs or
+    # died; slowness is the overrun fault's. On a shared 2-core machine a control thread was descheduled for 436 ms
+    # with a training run beside it (2026-12-06), so the default leaves room for that.
+    watchdog_timeout: float = 1.0
     stand_kp: float | None = None  # soft-start gains; None = the profile's
     stand_kd: float | None = None
 

@@ -58,3 +58,18 @@ def test_the_shipped_policy_evaluated_on_the_batch_walks_as_the_per_robot_evalua
         expected = np.mean([np.mean(r.trace["measured"], axis=0) for r in reference], axis=0)
         print(f"{name}: batched {np.round(mean, 3)}, per robot {np.round(expected, 3)}")
         assert np.all(np.abs(mean[:2] - expected[:2]) < 0.03) and abs(mean[2] - expected[2]) < 0.1, (mean, expected)
+
+
+def test_the_observations_a_step_returns_are_not_rewritten_by_the_next():
+    """rsl_rl keeps the observations it acted on until the step is recorded; the builder's buffer is reused, so the
+    environment must hand out copies (without, a 1.8 M-step run learnt nothing: each action was stored with the
+    next step's observation)."""
+    import torch
+
+    from training.batch_vec_env import BatchVecEnv
+
+    env = BatchVecEnv(load_config(overrides=MUJOCO | {"envs": 4}), threads=1)
+    first, _, _, _ = env.step(torch.zeros(4, 12))
+    kept = first["policy"].clone()
+    env.step(torch.ones(4, 12))
+    assert torch.equal(first["policy"], kept)

@@ -240,7 +240,7 @@ class BatchedPupperEnv:
             values["projected_gravity"] = noisy / np.linalg.norm(noisy, axis=1, keepdims=True)
             values["joint_position"] = q + rng.uniform(-nz.joint_position, nz.joint_position, (n, j))
             values["joint_velocity"] = qd + rng.uniform(-nz.joint_velocity, nz.joint_velocity, (n, j))
-        observation = self.builder.build(**values)
+        observation = self.builder.build(**values).copy()  # the builder's buffer is rewritten next step
         c = self.critic_observation
         size = self.contract.observation_size
         c[:, :size] = clean
