@@ -92,6 +92,9 @@ def test_each_robot_is_addressed_on_its_own(profile):
     assert list(batch.take_diverged()) == [True, False, False] and not batch.take_diverged().any()
 
 
-def test_a_batch_of_no_robots_is_refused(profile):
+def test_a_batch_of_no_robots_or_more_than_memory_holds_is_refused(profile):
     with pytest.raises(BatchError, match="at least one robot, got 0"):
         MujocoBatch(profile, 0)
+    with pytest.raises(BatchError, match=r"10000000 robots need about 2500.0 GB \(250 kB each\), more than the .* GB "
+                                         "of memory available; use fewer"):
+        MujocoBatch(profile, 10_000_000)

@@ -228,6 +228,12 @@ def test_minutes_stops_the_run_with_a_checkpoint_and_says_how_far_it_got(tmp_pat
     assert train_main(["--minutes", "0"]) == 2
 
 
+def test_more_robots_than_memory_holds_are_refused_before_anything_is_allocated(tmp_path, capsys):
+    assert train_main(["--engine", "mujoco", "--envs", "10000000", "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert "10000000 robots need about 2500.0 GB" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def _tiny_config(tmp_path):
     import yaml
 

@@ -211,10 +211,10 @@ def train(config: TrainConfig, out: Path, resume: Path | None = None, quiet: boo
 
     torch.manual_seed(config.seed)
     torch.set_num_threads(1)  # the cores belong to the environment workers
+    env = make_env(config)  # first: a batch that cannot be built leaves no run directory behind
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 
-    env = make_env(config)
     batched = config.env.engine == "mujoco"
     alg = build_algorithm(config, env)
     iteration, env_steps, wall_before = 0, 0, 0.0
@@ -344,7 +344,13 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, _interrupt)
     out = args.out or (resume.parent.parent if resume else Path("runs") / dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
     print(f"pupper-train: {config.envs} envs, {config.steps:,} steps, seed {config.seed}, run {out}")
-    checkpoint = train(config, out, resume, quiet=args.quiet, minutes=args.minutes)
+    from pupper_ros.sim.mujoco_batch import BatchError
+
+    try:
+        checkpoint = train(config, out, resume, quiet=args.quiet, minutes=args.minutes)
+    except BatchError as exc:
+        print(f"pupper-train: {exc}", file=sys.stderr)
+        return 2
     print(f"pupper-train: latest checkpoint {checkpoint}; export with: pupper-export {out} -o model.onnx")
     return 0
 
