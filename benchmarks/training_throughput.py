@@ -18,7 +18,7 @@ Usage: python benchmarks/training_throughput.py [--seconds S] [--rounds R] [--ba
 
 --batch measures the batched path side by side: one MuJoCo robot's physics on one core, the physics ceiling of
 Pupper v3 robots in one MuJoCo batch (pupper_ros/sim/mujoco_batch.py) on all cores, the batched environment and the
-batched training loop (training/pupper_v3_mujoco.yaml) as fractions of it, and the loop against the worker loop.
+batched training loop (training/pupper_v3_mujoco_batch.yaml) as fractions of it, and the loop against the worker loop.
 """
 
 from __future__ import annotations
@@ -292,7 +292,7 @@ def main() -> int:
 BATCH_SIZES = (64, 256, 1024)
 
 
-MUJOCO_RECIPE = Path(__file__).resolve().parents[1] / "training" / "pupper_v3_mujoco.yaml"
+MUJOCO_RECIPE = Path(__file__).resolve().parents[1] / "training" / "pupper_v3_mujoco_batch.yaml"
 
 
 def physics_ceiling(args) -> int:

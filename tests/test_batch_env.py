@@ -8,7 +8,7 @@ import pytest
 from training.batch_env import BatchedPupperEnv
 from training.config import load_config
 
-MUJOCO = {"env": {"engine": "mujoco"}}
+MUJOCO = {"env": {"engine": "mujoco", "batched": True}}
 
 
 def test_randomization_stays_inside_the_configs_ranges():

@@ -201,22 +201,23 @@ def test_robustness_evaluations_use_the_reference_ranges_and_a_fixed_latency():
 
 
 def test_a_batched_mujoco_run_writes_the_same_kind_of_run_and_exports(tmp_path, profile):
-    """`pupper-train --engine mujoco` trains every robot in one batch (training/batch_env.py): the run directory, the
-    progress log (with its count of robots reset for non-finite physics) and the export are as for the worker path."""
+    """`pupper-train --engine mujoco --batched` trains every robot in one batch (training/batch_env.py): the run
+    directory, the progress log (with its count of robots reset for non-finite physics) and the export are as for the
+    worker path."""
     out = tmp_path / "run"
-    assert train_main(["--engine", "mujoco", "--envs", "16", "--steps", str(16 * 8 * 3), "--out", str(out), "--quiet",
+    assert train_main(["--engine", "mujoco", "--batched", "--envs", "16", "--steps", str(16 * 8 * 3), "--out", str(out), "--quiet",
                        "--config", str(_tiny_config(tmp_path))]) == 0
     lines = (out / "progress.csv").read_text().splitlines()
     assert lines[0].endswith(",checkpoint,nonfinite_resets") and len(lines) == 1 + 3
     assert [row.split(",")[-1] for row in lines[1:]] == ["0", "0", "0"]
-    assert load_config(out / "config.yaml").env.engine == "mujoco"
+    assert load_config(out / "config.yaml").env.batched
     assert export_checkpoint(out / "checkpoints" / "latest.pt", tmp_path / "p.onnx") < 1e-5
     load_policy(tmp_path / "p.onnx", profile)
 
 
 def test_minutes_stops_the_run_with_a_checkpoint_and_says_how_far_it_got(tmp_path, capsys):
     out = tmp_path / "run"
-    assert train_main(["--engine", "mujoco", "--envs", "16", "--steps", "100000000", "--minutes", "0.001", "--out",
+    assert train_main(["--engine", "mujoco", "--batched", "--envs", "16", "--steps", "100000000", "--minutes", "0.001", "--out",
                        str(out), "--quiet", "--config", str(_tiny_config(tmp_path))]) == 0
     import re
 
@@ -226,10 +227,12 @@ def test_minutes_stops_the_run_with_a_checkpoint_and_says_how_far_it_got(tmp_pat
     state = torch.load(out / "checkpoints" / "latest.pt", weights_only=False)
     assert state["iteration"] == int(message[1]) and state["env_steps"] == int(message[2].replace(",", "")) < 100000000
     assert train_main(["--minutes", "0"]) == 2
+    assert train_main(["--batched", "--out", str(tmp_path / "pb")]) == 2  # the batch is MuJoCo's
 
 
 def test_more_robots_than_memory_holds_are_refused_before_anything_is_allocated(tmp_path, capsys):
-    assert train_main(["--engine", "mujoco", "--envs", "10000000", "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert train_main(["--engine", "mujoco", "--batched", "--envs", "10000000", "--out", str(tmp_path / "run"),
+                       "--quiet"]) == 2
     assert "10000000 robots need about 2500.0 GB" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 

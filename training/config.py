@@ -39,6 +39,7 @@ def _at_least(name: str, value, low: float, strict: bool = False) -> None:
 @dataclass
 class EnvConfig:
     engine: str = "pybullet"  # physics engine (pupper_ros.sim.ENGINES); training's is PyBullet
+    batched: bool = False  # MuJoCo only: every robot in one process (training/batch_env.py), not in worker processes
     physics_dt: float = 0.0  # s; 0 = the robot profile's step for this engine (pupper_ros.sim.default_physics_dt)
     episode_seconds: float = 20.0
     command_resample_seconds: float = 5.0
@@ -54,6 +55,8 @@ class EnvConfig:
 
         if self.engine not in ENGINES:
             raise ConfigError(f"env.engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.batched and self.engine != "mujoco":
+            raise ConfigError(f"env.batched needs env.engine mujoco (the batch is MuJoCo's), got {self.engine!r}")
         _at_least("env.physics_dt", self.physics_dt, 0.0)
         _at_least("env.episode_seconds", self.episode_seconds, 0.0, strict=True)
         _at_least("env.command_resample_seconds", self.command_resample_seconds, 0.0, strict=True)

@@ -159,8 +159,8 @@ def batched_iterations(alg, env, config: TrainConfig):
 
 
 def make_env(config: TrainConfig):
-    """MuJoCo trains on the batch in this process; PyBullet on environments in worker processes."""
-    if config.env.engine == "mujoco":
+    """``env.batched``: every robot in one MuJoCo batch in this process; otherwise environments in worker processes."""
+    if config.env.batched:
         from training.batch_vec_env import BatchVecEnv
 
         return BatchVecEnv(config)
@@ -215,7 +215,7 @@ def train(config: TrainConfig, out: Path, resume: Path | None = None, quiet: boo
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 
-    batched = config.env.engine == "mujoco"
+    batched = config.env.batched
     alg = build_algorithm(config, env)
     iteration, env_steps, wall_before = 0, 0, 0.0
     if resume is not None:
@@ -316,8 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", type=Path, metavar="RUN", help="continue a run from its latest checkpoint")
     parser.add_argument("--out", type=Path, help="run directory (default runs/<date-time>)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--engine", choices=("pybullet", "mujoco"),
-                        help="physics engine (overrides env.engine); mujoco trains every robot in one batch")
+    parser.add_argument("--engine", choices=("pybullet", "mujoco"), help="physics engine (overrides env.engine)")
+    parser.add_argument("--batched", action="store_true",
+                        help="MuJoCo: every robot in one process, stepped as a batch (sets env.batched)")
     parser.add_argument("--minutes", type=float, help="stop after this many minutes of wall clock, with a checkpoint")
     args = parser.parse_args(argv)
     if args.minutes is not None and not args.minutes > 0:
@@ -327,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {k: v for k, v in (("envs", args.envs), ("workers", args.workers), ("steps", args.steps), ("seed", args.seed)) if v is not None}
     if args.engine is not None:
         overrides["env"] = {"engine": args.engine}
+    if args.batched:
+        overrides.setdefault("env", {})["batched"] = True
     resume = None
     try:
         config_path = args.config
