@@ -112,6 +112,12 @@ def projected_gravity(quaternion_xyzw: np.ndarray, out: np.ndarray | None = None
     return out
 
 
+def projected_gravity_batch(quaternions_xyzw: np.ndarray) -> np.ndarray:
+    """``projected_gravity`` of each row of ``[robots, 4]`` orientations: ``[robots, 3]`` (the same formula)."""
+    x, y, z, w = quaternions_xyzw.T
+    return np.stack([-2.0 * (x * z - w * y), -2.0 * (y * z + w * x), -(1.0 - 2.0 * (x * x + y * y))], axis=1)
+
+
 def tilt_from_gravity(gravity_body: np.ndarray) -> float:
     """Angle between the body's up axis and world up, in rad, from the projected gravity vector."""
     return math.acos(max(-1.0, min(1.0, -float(gravity_body[2]))))

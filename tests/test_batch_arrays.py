@@ -5,7 +5,7 @@ per-robot steps equals, row by row, the term on each step."""
 import numpy as np
 import pytest
 
-from pupper_ros.contract import CURRENT_CONTRACT, ObservationBuilder
+from pupper_ros.contract import CURRENT_CONTRACT, ObservationBuilder, projected_gravity, projected_gravity_batch
 from training import rewards
 
 ROBOTS = 5
@@ -99,3 +99,12 @@ def test_the_total_reward_over_a_batch_is_the_per_robot_total(recorded_steps):
     totals, _ = rewards.total_reward(stacked(recorded_steps), weights, dt, config.rewards.only_positive)
     expected = [float(rewards.total_reward(step, weights, dt, config.rewards.only_positive)[0]) for step in recorded_steps]
     np.testing.assert_allclose(totals, expected, rtol=1e-12, atol=1e-15)
+
+
+def test_projected_gravity_over_a_batch_is_the_per_robot_rule_row_by_row():
+    rng = np.random.default_rng(4)
+    quaternions = rng.normal(size=(50, 4))
+    quaternions /= np.linalg.norm(quaternions, axis=1, keepdims=True)
+    batch = projected_gravity_batch(quaternions)
+    for q, row in zip(quaternions, batch):
+        np.testing.assert_allclose(row, projected_gravity(q), rtol=0, atol=1e-15)

@@ -133,14 +133,19 @@ def _stays_damping(ros, node, probe, reason, since: int):
     assert node.controller.command.kp.max() == 0.0
 
 
-def test_an_emergency_stop_survives_deactivate_and_activate(ros, standing_policy):
-    """Finding 2 of the fail-closed review: deactivate + activate used to stand the robot up again."""
+def _walking_then_emergency_stop(ros, standing_policy):
+    """A node walking, then stopped by /emergency_stop; returns it, its probe and the index of that DAMPING."""
     node = make_node(ros, standing_policy)
     probe = WalkClient(ros)
     _walking(ros, node, probe)
     probe.estop.publish(Empty())
     assert ros.spin_until(lambda: probe.state == "DAMPING")
-    since = len(probe.states) - 1
+    return node, probe, len(probe.states) - 1
+
+
+def test_an_emergency_stop_survives_deactivate_and_activate(ros, standing_policy):
+    """Finding 2 of the fail-closed review: deactivate + activate used to stand the robot up again."""
+    node, probe, since = _walking_then_emergency_stop(ros, standing_policy)
     assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
     assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
     _stays_damping(ros, node, probe, "emergency stop", since)
@@ -151,12 +156,7 @@ def test_an_emergency_stop_survives_deactivate_and_activate(ros, standing_policy
 
 
 def test_an_emergency_stop_survives_cleanup_and_configure_and_one_before_configure_holds(ros, standing_policy):
-    node = make_node(ros, standing_policy)
-    probe = WalkClient(ros)
-    _walking(ros, node, probe)
-    probe.estop.publish(Empty())
-    assert ros.spin_until(lambda: probe.state == "DAMPING")
-    since = len(probe.states) - 1
+    node, probe, since = _walking_then_emergency_stop(ros, standing_policy)
     node.trigger_deactivate()
     assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from pupper_ros.contract import CURRENT_CONTRACT, ActionMapping, ObservationBuilder
+from pupper_ros.contract import CURRENT_CONTRACT, ActionMapping, ObservationBuilder, projected_gravity_batch
 from pupper_ros.robot_profile import load_robot_profile
 from pupper_ros.rotations import rotate
 from pupper_ros.safety import TargetEnvelope
@@ -24,12 +24,6 @@ from pupper_ros.sim.simulation import NOMINAL_GROUND_FRICTION
 from training.config import TrainConfig
 from training.env import CRITIC_EXTRA
 from training.rewards import RewardInputs, total_reward
-
-
-def gravity_in_body(orientation_xyzw: np.ndarray) -> np.ndarray:
-    """World -z in each body frame, [robots, 3]: the contract's projected gravity over a batch."""
-    conjugate = orientation_xyzw * np.array([-1.0, -1.0, -1.0, 1.0])
-    return rotate(conjugate, np.broadcast_to([0.0, 0.0, -1.0], (len(orientation_xyzw), 3)))
 
 
 class BatchedPupperEnv:
@@ -223,7 +217,7 @@ class BatchedPupperEnv:
         conjugate = orientation * np.array([-1.0, -1.0, -1.0, 1.0])
         return {"joint_position": q, "joint_velocity": qd, "position": position, "orientation": orientation,
                 "linear": rotate(conjugate, linear_world), "angular": rotate(conjugate, angular_world),
-                "gravity": gravity_in_body(orientation)}
+                "gravity": projected_gravity_batch(orientation)}
 
     def _observe(self, contacts: np.ndarray, state: dict[str, np.ndarray] | None = None) -> np.ndarray:
         rng, nz = self.rng, self.config.noise
