@@ -267,15 +267,17 @@ def train(config: TrainConfig, out: Path, resume: Path | None = None, quiet: boo
             bar.set_postfix_str(f"it {iteration}/{total_iterations} return {mean_return:6.2f} len {mean_length:5.0f} falls {fall_share:4.2f}")
 
             out_of_time = minutes is not None and time.monotonic() - start >= minutes * 60
-            saved = ""
-            if iteration % config.save_every == 0 or iteration == total_iterations or out_of_time:
-                numbered = out / CHECKPOINT_DIR / f"model_{iteration:05d}.pt"
-                save_checkpoint(numbered, alg, config, iteration, env_steps, wall)
-                save_checkpoint(checkpoint, alg, config, iteration, env_steps, wall)
-                saved = numbered.name
+            saving = iteration % config.save_every == 0 or iteration == total_iterations or out_of_time
+            numbered = out / CHECKPOINT_DIR / f"model_{iteration:05d}.pt"
+            saved = numbered.name if saving else ""
+            # The row first: a run killed between the two then resumes from the previous checkpoint and drops this
+            # row; the other way round it resumed from this checkpoint with this row never written.
             progress.writerow([iteration, env_steps, f"{wall:.1f}", f"{mean_return:.4f}", f"{mean_length:.1f}", f"{fall_share:.3f}",
                                saved, getattr(rollout, "nonfinite_resets", 0)])
             progress_file.flush()
+            if saving:
+                save_checkpoint(numbered, alg, config, iteration, env_steps, wall)
+                save_checkpoint(checkpoint, alg, config, iteration, env_steps, wall)
             if out_of_time:
                 print(f"\npupper-train: stopped after {minutes:g} min (--minutes) at iteration {iteration}, "
                       f"{env_steps:,} env steps; checkpoint {saved}", file=sys.stderr)
