@@ -43,6 +43,10 @@ class SafetyLimits:
     tilt_limit: float = 0.7  # rad of body tilt that counts as a fall
     damping_kd: float = 0.1  # Nm s/rad in DAMPING
     joint_limit_margin: float = 0.05  # rad kept clear of each position limit
+    # rad a joint may read past its position limit before the reading counts as an encoder fault. A Pupper v3's
+    # knees rest on their stops 0.1 rad past the inset limits; a reading far beyond anything the joint can reach
+    # must not become a stand-up's start pose (its first target would ask the motor for full torque).
+    joint_reading_tolerance: float = 0.5
     max_joint_speed: float = 30.0  # rad/s a target may move
     max_consecutive_overruns: int = 5
     # s without a completed tick before the watchdog latches DAMPING and damps itself. For a thread that hangs or
@@ -64,6 +68,7 @@ class SafetyLimits:
             ("tilt_limit", 0 < self.tilt_limit <= math.pi / 2, "must be in (0, pi/2]"),
             ("damping_kd", 0 <= self.damping_kd <= profile.kd_max, f"must be in [0, {profile.kd_max}] (the robot's kd maximum)"),
             ("joint_limit_margin", self.joint_limit_margin >= 0, "must be >= 0"),
+            ("joint_reading_tolerance", self.joint_reading_tolerance > 0, "must be positive"),
             ("max_joint_speed", 0 < self.max_joint_speed <= profile.velocity_limit, f"must be in (0, {profile.velocity_limit}]"),
             ("max_consecutive_overruns", self.max_consecutive_overruns >= 1, "must be >= 1"),
             ("watchdog_timeout", self.watchdog_timeout >= 2 * self.control_period,
@@ -195,6 +200,8 @@ class SafetySupervisor:
         self._envelope = TargetEnvelope(profile, limits.joint_limit_margin, limits.max_joint_speed, limits.control_period)
         self._lower, self._upper = self._envelope.lower, self._envelope.upper
         self._default = np.clip(profile.default_pose, self._lower, self._upper)
+        self._reading_low = profile.lower_limits - limits.joint_reading_tolerance
+        self._reading_high = profile.upper_limits + limits.joint_reading_tolerance
         self._kp = min(profile.kp, profile.kp_max)
         self._kd = min(profile.kd, profile.kd_max)
         self._stand_kp = min(limits.stand_kp or profile.kp, profile.kp_max)
@@ -285,6 +292,12 @@ class SafetySupervisor:
         age = now - sample.stamp
         if age > self.limits.sensor_timeout:
             return f"sensor sample {age * 1000:.0f} ms old (limit {self.limits.sensor_timeout * 1000:.0f} ms)"
+        beyond = np.flatnonzero((sample.joint_position < self._reading_low) | (sample.joint_position > self._reading_high))
+        if beyond.size:
+            i = beyond[0]
+            return (f"joint {self.profile.joints[i]} reads {sample.joint_position[i]:.3g} rad, more than "
+                    f"{self.limits.joint_reading_tolerance} rad outside its limits "
+                    f"[{self.profile.lower_limits[i]:.3f}, {self.profile.upper_limits[i]:.3f}] (encoder fault)")
         projected_gravity(sample.orientation, out=self._gravity)
         tilt = tilt_from_gravity(self._gravity)
         if tilt > self.limits.tilt_limit:

@@ -130,13 +130,14 @@ def test_gains_never_exceed_the_robot_maxima(profile):
     [
         (lambda sup, p, t: sup.step(sample(p, stamp=t - 0.5), t, p.default_pose, JointCommand(12)), "ms old"),
         (lambda sup, p, t: sup.step(sample(p, q=np.full(12, np.nan), stamp=t), t, p.default_pose, JointCommand(12)), "non-finite sensor"),
+        (lambda sup, p, t: sup.step(sample(p, q=p.upper_limits + 0.6, stamp=t), t, p.default_pose, JointCommand(12)), "encoder fault"),
         (lambda sup, p, t: sup.step(sample(p, stamp=t), t, np.full(12, np.nan), JointCommand(12)), "policy output is not finite"),
         (lambda sup, p, t: sup.step(sample(p, stamp=t, orientation=[math.sin(0.5), 0, 0, math.cos(0.5)]), t, p.default_pose, JointCommand(12)), "tilt"),
         (lambda sup, p, t: [sup.note_overrun(1) for _ in range(5)], "overran 5 ticks"),
         (lambda sup, p, t: sup.emergency_stop(), "emergency stop"),
         (lambda sup, p, t: sup.fault("backend error: port gone"), "backend error"),
     ],
-    ids=["stale sensors", "non-finite sensors", "non-finite policy", "tilt", "overruns", "e-stop", "backend error"],
+    ids=["stale sensors", "non-finite sensors", "joint reading beyond its range", "non-finite policy", "tilt", "overruns", "e-stop", "backend error"],
 )
 def test_each_fault_latches_damping_until_cleared(profile, fault, reason):
     sup = make(profile)
@@ -160,6 +161,24 @@ def test_clear_fault_refused_while_sensors_are_unhealthy(profile):
     fallen = sample(profile, orientation=[1.0, 0, 0, 0])  # upside down
     ok, message = sup.clear_fault(fallen, 0.0)
     assert not ok and "tilt" in message
+
+
+@pytest.mark.parametrize("reading", [1.37e11, 0.6], ids=["absurd", "0.6 rad past"])
+def test_no_stand_up_starts_from_a_joint_reading_beyond_anything_the_joint_reaches(profile, reading):
+    """Found by the property test in CI: a clear with a knee reading 1.37e11 rad stood the robot up from there, a
+    first target that would ask the motor for full torque. Past the limit by more than joint_reading_tolerance
+    (0.5 rad) a reading is an encoder fault; 0.1 rad past (a v3 knee on its stop) still stands up."""
+    knee = profile.joints.index("leg_front_r_3")
+    q = profile.default_pose.copy()
+    q[knee] = profile.upper_limits[knee] + reading
+    sup = make(profile)
+    assert not sup.activate(sample(profile, q))
+    assert sup.state == State.DAMPING and "leg_front_r_3" in sup.fault_reason and "encoder fault" in sup.fault_reason
+    ok, message = sup.clear_fault(sample(profile, q), 0.0)
+    assert not ok and "encoder fault" in message and sup.state == State.DAMPING
+    q[knee] = profile.upper_limits[knee] + 0.1
+    ok, _ = sup.clear_fault(sample(profile, q), 0.0)
+    assert ok and sup.state == State.STANDING_UP
 
 
 def test_an_emergency_stop_while_inactive_holds_through_activate(profile):
@@ -238,6 +257,7 @@ def test_overruns_must_be_consecutive(profile):
     [
         ({"control_period": 0.0}, "control_period must be positive"),
         ({"joint_limit_margin": 2.0}, "limits inverted"),
+        ({"joint_reading_tolerance": 0.0}, "joint_reading_tolerance must be positive"),
         ({"damping_kd": 5.0}, "damping_kd must be in"),
         ({"max_joint_speed": 1000.0}, "max_joint_speed must be in"),
         ({"tilt_limit": 3.0}, "tilt_limit must be in"),
