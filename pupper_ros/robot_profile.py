@@ -65,7 +65,7 @@ _REQUIRED = (
     "name", "urdf", "base_link", "imu_link", "mass", "joints", "feet", "default_pose", "position_limits",
     "gains", "gain_limits", "torque_limit", "velocity_limit", "command_ranges", "standing_height", "tilt_limit",
 )
-_OPTIONAL = ("actuator", "simulation", "serial")
+_OPTIONAL = ("actuator", "simulation", "serial", "rest")
 
 
 def _actuator(section: dict, positive) -> ActuatorModel:

@@ -47,6 +47,7 @@ from std_msgs.msg import Float64MultiArray
 from controller_manager_msgs.msg import ControllerState
 from controller_manager_msgs.srv import ListControllers, SwitchController
 from pupper_ros.sim import make_simulation
+from pupper_ros.sim.sensor_faults import SensorFaults
 
 PHYSICS_HZ = 500.0
 BROADCAST_HZ = 260.0
@@ -144,8 +145,10 @@ class Ros2ControlStandIn:
     """The simulated robot behind the ros2_control interfaces; ``start`` it, ``stop`` it, ``go_silent`` to stop the
     broadcasters, ``ground_truth`` for what really happened."""
 
-    def __init__(self, profile, *, context=None, joints_override: dict | None = None, states: dict | None = None):
+    def __init__(self, profile, *, context=None, joints_override: dict | None = None, states: dict | None = None,
+                 sensor_faults: dict | None = None):
         self.profile = profile
+        self.faults = SensorFaults.from_dict(sensor_faults)
         self.context = context or rclpy.Context()
         self._own_context = context is None
         if self._own_context:
@@ -168,8 +171,11 @@ class Ros2ControlStandIn:
         self.sim = make_simulation(profile, "mujoco", physics_dt=1.0 / PHYSICS_HZ)
         self.sim.reset(base_height=profile.standing_height)
         self.sim.set_targets(profile.default_pose, kp=0.0, kd=0.1)
-        self.sim.step(int(PHYSICS_HZ * 0.5))  # settles limp, as the robot waits after homing for a controller
+        self.sim.step(int(PHYSICS_HZ * 2.5))  # settles limp, knees on their stops, as the robot rests after homing
         self.physics_steps = 0
+        self._hand: tuple[np.ndarray, np.ndarray] | None = None  # (targets, which joints) a hand holds
+        self._held_base = None  # the body's pose while a hand holds it
+        self._broadcasts = 0
         self.lock = threading.Lock()
         self.silent = False
         self.published = 0
@@ -205,6 +211,26 @@ class Ros2ControlStandIn:
         with self.lock:
             return self.sim.state()
 
+    def hold_joints(self, positions: dict[str, float] | None) -> None:
+        """A hand moves these joints to these positions and holds them there (None: lets go)."""
+        with self.lock:
+            if positions is None:
+                self._hand = None
+                self.sim.set_targets(self.sim.targets, kp=0.0, kd=0.1)
+                return
+            held = np.zeros(self.profile.num_joints, dtype=bool)
+            targets = self.sim.joint_states()[0].copy()
+            for joint, value in positions.items():
+                i = self.profile.joints.index(joint)
+                held[i], targets[i] = True, value
+            self._hand = (targets, held)
+
+    def hold_body(self, orientation_xyzw, lift: float = 0.05) -> None:
+        """A hand holds the body at this orientation, ``lift`` m above where it is (None: lets go)."""
+        with self.lock:
+            lifted = self.sim.state().base_position + np.array([0.0, 0.0, lift])
+            self._held_base = None if orientation_xyzw is None else (lifted, np.asarray(orientation_xyzw, float))
+
     def last_command(self, role: str) -> np.ndarray | None:
         """The newest values a controller received, in the profile's joint order."""
         controller = self.controllers[role]
@@ -230,6 +256,14 @@ class Ros2ControlStandIn:
         self.sim.set_targets(targets, kp=np.clip(np.nan_to_num(kp), 0.0, HARDWARE_KP_MAX),
                              kd=np.clip(np.nan_to_num(kd), 0.0, HARDWARE_KD_MAX))
 
+    def _apply_hand(self) -> None:
+        if self._hand is not None:
+            targets, held = self._hand
+            self.sim.set_targets(np.where(held, targets, self.sim.targets), kp=np.where(held, 3.0, 0.0), kd=0.1)
+        if self._held_base is not None:
+            self.sim.set_base_pose(*self._held_base)
+            self.sim.set_base_velocity(np.zeros(3), np.zeros(3))
+
     def _run(self) -> None:
         """Physics on the wall clock: every step that is due is taken (a late wake-up catches up, as physical time
         would), and the broadcasters publish at their own rates from the newest state."""
@@ -242,6 +276,7 @@ class Ros2ControlStandIn:
             with self.lock:
                 while self.physics_steps < due:
                     self._apply_commands()
+                    self._apply_hand()
                     self.sim.step(1)
                     self.physics_steps += 1
                 now = time.monotonic()
@@ -259,18 +294,23 @@ class Ros2ControlStandIn:
             time.sleep(max(0.0, started + (self.physics_steps + 1) * dt - time.monotonic()))
 
     def _broadcast(self, q, qd, torque, imu) -> None:
+        self._broadcasts += 1
+        if self._broadcasts % self.faults.rate_divisor:
+            return
         stamp = self.broadcaster.get_clock().now().to_msg()
         joints = JointState()
         joints.header.stamp = stamp
-        joints.name = self.broadcast_order
-        joints.position = q[self._from_profile].tolist()
-        joints.velocity = qd[self._from_profile].tolist()
-        joints.effort = torque[self._from_profile].tolist()
+        position, velocity = self.faults.joints(self.broadcast_order, q[self._from_profile], qd[self._from_profile])
+        kept = [k for k, name in enumerate(self.broadcast_order) if name not in self.faults.missing]
+        joints.name = [self.broadcast_order[k] for k in kept]
+        joints.position = position[kept].tolist()
+        joints.velocity = velocity[kept].tolist()
+        joints.effort = torque[self._from_profile][kept].tolist()
         self.joint_pub.publish(joints)
         msg = Imu()
         msg.header.stamp = stamp
         msg.header.frame_id = "base_link"
-        orientation, rates = imu
+        orientation, rates = self.faults.imu(*imu)
         msg.orientation.x, msg.orientation.y, msg.orientation.z, msg.orientation.w = orientation.tolist()
         msg.angular_velocity.x, msg.angular_velocity.y, msg.angular_velocity.z = rates.tolist()
         self.imu_pub.publish(msg)

@@ -264,6 +264,20 @@ def test_the_installed_daemon_refuses_bad_input_as_the_checkout_does(install, in
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("install", ["wheel", "colcon"])
+def test_the_installed_preflight_runs_and_names_an_absent_robot(install, wheel_venv, robot_venv, colcon_workspace, tmp_path):
+    """pupper-preflight from each install (the robot's first command) reads its profile and URDF from the install
+    and says plainly that there is no robot on the port."""
+    args = ("--backend", "serial", "--port", str(tmp_path / "no-such-tty"))
+    if install == "wheel":
+        argv, env = [str(wheel_venv / "bin" / "pupper-preflight"), *args], clean_env()
+    else:
+        argv, env = sourced(f'"$PACKAGE_PREFIX/lib/{PACKAGE}/pupper-preflight"', *args), colcon_env(robot_venv, colcon_workspace)
+    result = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "no such device" in result.stdout and "Traceback" not in result.stderr
+
+
 def test_colcon_builds_in_a_path_with_spaces_and_rebuilds_after_a_change(robot_venv, tmp_path):
     """colcon's own generated setup.sh cannot find its prefix in a path with spaces (it assigns it unquoted) and says
     to set COLCON_CURRENT_PREFIX, which is what a user there does; the package itself builds and installs."""

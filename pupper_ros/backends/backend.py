@@ -56,6 +56,10 @@ class Backend(ABC):
     def diagnostics(self) -> dict[str, str]:
         return {}
 
+    def message_times(self) -> dict[str, list[float]]:
+        """Per sensor stream, the arrival times (time.monotonic) of its newest valid messages (for rates)."""
+        return {}
+
     def ground_truth(self):
         """(position xyz, orientation xyzw, linear velocity world, angular velocity world), or None off simulation."""
         return None

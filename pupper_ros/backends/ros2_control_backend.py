@@ -20,6 +20,7 @@ controllers to acknowledge it, reporting in ``stop_report`` whether they did.
 
 from __future__ import annotations
 
+import collections
 import math
 import threading
 import time
@@ -42,6 +43,7 @@ NEURAL_CONTROLLER = "neural_controller"  # the robot's own policy, which must no
 FUTURE_STAMP_TOLERANCE_S = 0.5  # a message stamped further ahead than this is from a wrong clock
 CONTROLLER_CHECK_PERIOD = 0.5  # s between checks of the controllers while the backend is open
 CLOSE_ACK_TIMEOUT = 0.5  # s close waits, in all, for the controllers to acknowledge damping
+ARRIVALS_KEPT = 2000  # arrival times kept per stream for ``message_times`` (several seconds at 260 Hz)
 
 
 def controller_manager_services():
@@ -83,6 +85,7 @@ class Ros2ControlBackend(Backend):
         self.dropped: dict[str, int] = {"joint_states": 0, "imu": 0}
         self.drop_reason: dict[str, str] = {"joint_states": "", "imu": ""}
         self._dropped_at: dict[str, float] = {"joint_states": -math.inf, "imu": -math.inf}
+        self._arrivals = {stream: collections.deque(maxlen=ARRIVALS_KEPT) for stream in ("joint_states", "imu")}
         self.node = None
         self._executor = None
         self._spinner: threading.Thread | None = None
@@ -99,20 +102,12 @@ class Ros2ControlBackend(Backend):
 
     # --- configure ---------------------------------------------------------------------------------------------
     def open(self) -> None:
-        list_type, switch_type = controller_manager_services()
-        context = self.context if self.context is not None else rclpy.get_default_context()
-        self.node = rclpy.create_node("pupper_walk_ros2_control", context=context)
-        self._executor = SingleThreadedExecutor(context=context)
-        self._executor.add_node(self.node)
-        self._closing.clear()
+        _, switch_type = controller_manager_services()
         try:
-            self._clients["list"] = self.node.create_client(list_type, "/controller_manager/list_controllers")
-            self._clients["switch"] = self.node.create_client(switch_type, "/controller_manager/switch_controller")
-            for role, controller in self.controllers.items():
-                self._clients[role] = self.node.create_client(GetParameters, f"/{controller}/get_parameters")
-                self._orders[role] = self._controller_order(role)
+            self._start_node()
             reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
             for role, controller in self.controllers.items():
+                self._orders[role] = self._controller_order(role)
                 self._publishers[role] = self.node.create_publisher(Float64MultiArray, f"/{controller}/commands", reliable)
                 self._messages[role] = Float64MultiArray()
             if self.activate_controllers:
@@ -121,10 +116,7 @@ class Ros2ControlBackend(Backend):
             if problem:
                 hint = "" if self.activate_controllers else f" (activate them: {switch_command(list(self.controllers.values()))})"
                 raise BackendError(problem + hint)
-            self.node.create_subscription(JointState, self.joint_states_topic, self._on_joint_states, qos_profile_sensor_data)
-            self.node.create_subscription(Imu, self.imu_topic, self._on_imu, qos_profile_sensor_data)
-            self._spinner = threading.Thread(target=self._spin, name="ros2_control_backend", daemon=True)
-            self._spinner.start()
+            self._listen()
             self._wait_for_first_messages()
             self._checker = threading.Thread(target=self._check_periodically, name="ros2_control_check", daemon=True)
             self._checker.start()
@@ -132,6 +124,34 @@ class Ros2ControlBackend(Backend):
             self._switch_back()
             self._shutdown_node()
             raise
+
+    def observe(self) -> None:
+        """Open for reading only (``pupper-preflight``): the sensor streams and controller_manager's answers, with no
+        publisher, no switch and no requirement on the controllers' states; ``write`` refuses."""
+        try:
+            self._start_node()
+            self._listen()
+        except BaseException:
+            self._shutdown_node()
+            raise
+
+    def _start_node(self) -> None:
+        list_type, switch_type = controller_manager_services()
+        context = self.context if self.context is not None else rclpy.get_default_context()
+        self.node = rclpy.create_node("pupper_walk_ros2_control", context=context)
+        self._executor = SingleThreadedExecutor(context=context)
+        self._executor.add_node(self.node)
+        self._closing.clear()
+        self._clients["list"] = self.node.create_client(list_type, "/controller_manager/list_controllers")
+        self._clients["switch"] = self.node.create_client(switch_type, "/controller_manager/switch_controller")
+        for role, controller in self.controllers.items():
+            self._clients[role] = self.node.create_client(GetParameters, f"/{controller}/get_parameters")
+
+    def _listen(self) -> None:
+        self.node.create_subscription(JointState, self.joint_states_topic, self._on_joint_states, qos_profile_sensor_data)
+        self.node.create_subscription(Imu, self.imu_topic, self._on_imu, qos_profile_sensor_data)
+        self._spinner = threading.Thread(target=self._spin, name="ros2_control_backend", daemon=True)
+        self._spinner.start()
 
     def _call(self, client, request, what: str):
         if not client.wait_for_service(timeout_sec=self.timeout):
@@ -282,6 +302,10 @@ class Ros2ControlBackend(Backend):
             self._drop("joint_states", "stamp in the future")
             return
         slot = {name: k for k, name in enumerate(names)}
+        if len(slot) != len(names):
+            twice = sorted({name for name in names if names.count(name) > 1})
+            self._drop("joint_states", f"joint(s) listed twice: {', '.join(twice)}")
+            return
         missing = [j for j in self.profile.joints if j not in slot]
         if missing:
             self._drop("joint_states", f"missing profile joint(s) {', '.join(missing)}")
@@ -295,6 +319,7 @@ class Ros2ControlBackend(Backend):
             self._sample.joint_position[:] = q
             self._sample.joint_velocity[:] = qd
             self._joints_at = arrival
+            self._arrivals["joint_states"].append(arrival)
 
     def _on_imu(self, msg: Imu) -> None:
         arrival = time.monotonic()
@@ -317,6 +342,7 @@ class Ros2ControlBackend(Backend):
             self._sample.angular_velocity[:] = rates
             self._sample.linear_acceleration[:] = (a.x, a.y, a.z)
             self._imu_at = arrival
+            self._arrivals["imu"].append(arrival)
 
     # --- backend interface -------------------------------------------------------------------------------------
     def latest_sample(self, now: float) -> SensorSample | None:
@@ -329,8 +355,8 @@ class Ros2ControlBackend(Backend):
             return out
 
     def write(self, command: JointCommand, now: float) -> None:
-        if self.node is None:
-            raise BackendError("ros2_control backend is not open")
+        if self.node is None or not self._publishers:
+            raise BackendError("ros2_control backend is not open for commands")
         for role, values in (("position", command.position), ("kp", command.kp), ("kd", command.kd)):
             message = self._messages[role]
             message.data = values[self._orders[role]].tolist()
@@ -354,6 +380,36 @@ class Ros2ControlBackend(Backend):
         self._check_controllers()
         return self.problem()
 
+    def message_times(self) -> dict[str, list[float]]:
+        with self._lock:
+            return {stream: list(times) for stream, times in self._arrivals.items()}
+
+    def drop_reasons(self) -> dict[str, str]:
+        """Per stream, why its newest dropped message was dropped ("" when none was)."""
+        with self._lock:
+            return dict(self.drop_reason)
+
+    def controller_report(self) -> dict[str, tuple[str, str]]:
+        """Each forward controller (and neural_controller) -> (its state in controller_manager, what is wrong with
+        its ``joints`` parameter or ""), asked now; never raises. The state is "not loaded" for a controller
+        controller_manager does not list, and "unknown" when controller_manager does not answer."""
+        try:
+            states = self._controller_states()
+            unanswered = ""
+        except BackendError as exc:
+            states, unanswered = {}, str(exc)
+        report = {}
+        for role, controller in self.controllers.items():
+            state = states.get(controller, "unknown" if unanswered else "not loaded")
+            try:
+                self._controller_order(role)
+                joints = ""
+            except BackendError as exc:
+                joints = str(exc)
+            report[controller] = (state, unanswered or joints)
+        report[NEURAL_CONTROLLER] = (states.get(NEURAL_CONTROLLER, "unknown" if unanswered else "not loaded"), "")
+        return report
+
     def diagnostics(self) -> dict[str, str]:
         with self._lock:
             return {
@@ -367,6 +423,10 @@ class Ros2ControlBackend(Backend):
         if self.node is None:
             return
         self._closing.set()
+        if not self._publishers:  # opened with ``observe``
+            self.stop_report = "opened read-only: nothing was sent"
+            self._shutdown_node()
+            return
         sample = self.latest_sample(time.monotonic())
         damping = JointCommand(self.profile.num_joints)
         damping.position[:] = sample.joint_position if sample is not None else self.profile.default_pose
@@ -418,3 +478,4 @@ class Ros2ControlBackend(Backend):
         if node is not None:
             node.destroy_node()
         self._executor = self._spinner = self._checker = None
+        self._publishers, self._clients = {}, {}

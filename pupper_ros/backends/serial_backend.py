@@ -206,6 +206,10 @@ class SerialBackend(Backend):
     def problem(self) -> str:
         return "" if self._connected else (self.disconnect_reason or "serial port not connected")
 
+    def message_times(self) -> dict[str, list[float]]:
+        with self._lock:
+            return {"status": list(self._frame_times)}
+
     def diagnostics(self) -> dict[str, str]:
         now = time.monotonic()
         with self._lock:

@@ -26,6 +26,7 @@ import numpy as np
 from pupper_ros.robot_profile import RobotProfile, load_robot_profile
 from pupper_ros.serial_protocol import FirmwareLayout, HostDecoder, encode_status_frame
 from pupper_ros.sim import control_substeps, make_simulation
+from pupper_ros.sim.sensor_faults import SensorFaults
 
 FIRMWARE_TICK = 0.001  # the firmware's 1 kHz PD loop
 STATUS_PERIOD = 0.01  # 100 Hz
@@ -33,8 +34,10 @@ FAULTS = ("garbage", "truncated", "oversized", "bad_msgpack", "missing_keys", "s
 
 
 class FirmwareEmulator:
-    def __init__(self, profile: RobotProfile, link: str | Path | None = None, realtime: bool = True):
+    def __init__(self, profile: RobotProfile, link: str | Path | None = None, realtime: bool = True,
+                 sensor_faults: SensorFaults | None = None):
         self.profile = profile
+        self.faults = sensor_faults or SensorFaults()
         self.layout = FirmwareLayout.from_profile(profile)
         self.link = Path(link) if link else None
         self.realtime = realtime
@@ -133,7 +136,7 @@ class FirmwareEmulator:
             return self.sim.state()
 
     def _run(self) -> None:
-        ticks_per_status = int(round(STATUS_PERIOD / FIRMWARE_TICK))
+        ticks_per_status = int(round(STATUS_PERIOD / FIRMWARE_TICK)) * self.faults.rate_divisor
         next_time = time.monotonic()
         tick = 0
         while not self._stop.is_set():
@@ -192,15 +195,16 @@ class FirmwareEmulator:
 
     def _status_fields(self, t: float) -> dict:
         state = self.sim.state()
-        x, y, z, w = state.base_orientation
+        orientation, (wx, wy, wz) = self.faults.imu(state.base_orientation, state.base_angular_velocity)
+        x, y, z, w = orientation
         roll = math.atan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y))
         pitch = math.asin(max(-1.0, min(1.0, 2 * (w * y - z * x))))
         yaw = math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
         scale_a, scale_r = self.layout.imu_angle_scale, self.layout.imu_rate_scale
-        wx, wy, wz = state.base_angular_velocity
         self._reported.append(state.joint_position.copy())
-        pos = (state.joint_position[self._order] * self._directions).tolist()
-        vel = (state.joint_velocity[self._order] * self._directions).tolist()
+        q, qd = self.faults.joints(self.profile.joints, state.joint_position, state.joint_velocity)
+        pos = (q[self._order] * self._directions).tolist()
+        vel = (qd[self._order] * self._directions).tolist()
         return {"ts": int(t * 1000), "yaw": yaw / scale_a, "pitch": pitch / scale_a, "roll": roll / scale_a,
                 "yaw_rate": wz / scale_r, "pitch_rate": wy / scale_r, "roll_rate": wx / scale_r,
                 "pos": pos, "vel": vel, "mode": 0 if self.idle else 3}
