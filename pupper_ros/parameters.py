@@ -64,7 +64,7 @@ BY_NAME = {p.name: p for p in PARAMETERS}
 
 
 def markdown_table() -> str:
-    """The parameter table in the README (a test keeps the two equal): ``python -m pupper_ros.parameters``."""
+    """The parameter table in docs/daemon.md (a test keeps the two equal): ``python -m pupper_ros.parameters``."""
     rows = ["| parameter | default | meaning |", "|---|---|---|"]
     for p in PARAMETERS:
         default = "true" if p.default is True else "false" if p.default is False else repr(p.default).replace("'", '"')

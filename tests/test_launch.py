@@ -188,8 +188,9 @@ def test_each_unit_says_what_it_waits_for_and_how_it_stops():
     assert unit_launch_arguments("pupper-walk-v3.service")["activate_controllers"] == "true"
 
 
-def test_the_readme_lists_every_declared_parameter_in_one_generated_table():
-    """The README listed 19 of the 27 parameters; its table is now `python -m pupper_ros.parameters`'s output."""
+def test_the_daemons_reference_lists_every_declared_parameter_in_one_generated_table():
+    """The README listed 19 of the 27 parameters; the table in docs/daemon.md is `python -m pupper_ros.parameters`'s
+    output."""
     from pupper_ros.parameters import markdown_table
 
-    assert markdown_table() in (ROOT / "README.md").read_text()
+    assert markdown_table() in (ROOT / "docs" / "daemon.md").read_text()

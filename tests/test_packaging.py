@@ -114,3 +114,15 @@ def test_make_test_installs_everything(tmp_path):
 @pytest.mark.parametrize("name", ["README.md", "Makefile", ".ci/run", "package.xml", "setup.py", "setup.cfg"])
 def test_layout_files_exist(name):
     assert (ROOT / name).is_file()
+
+
+def test_the_readme_stays_a_users_guide_and_its_links_resolve():
+    """The README is the user's path (at most 250 lines); measurements and references live in docs/, and every
+    relative link in the README and the docs leads to a file that exists."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 250
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
+            assert (page.parent / target).is_file(), f"{page.name} links to {target}, which does not exist"

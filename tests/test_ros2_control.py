@@ -311,7 +311,7 @@ def test_a_silent_robot_latches_damping_and_kp_zero_reaches_its_controller(ros):
 
 
 def test_the_demo_walks_the_standin_measured_on_its_ground_truth_and_ends_in_damping(ros):
-    """The README's demo against the stand-in: pupper-walk --backend ros2_control --demo --demo-odom /standin/odom."""
+    """The robot docs' demo against the stand-in (docs/robots.md): pupper-walk --backend ros2_control --demo --demo-odom /standin/odom."""
     watch = RobotWatch(ros)
     with StandInProcess():
         result = subprocess.run([sys.executable, "-m", "pupper_ros.walk", "--backend", "ros2_control", "--demo",

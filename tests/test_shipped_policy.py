@@ -34,7 +34,7 @@ def test_shipped_policy_loads_with_its_report(robot):
 
 
 def test_shipped_pupper_v2_policy_was_trained_with_its_recipe():
-    """The README says so: the run's resolved config is training/pupper_v2_mujoco.yaml's, but for how long it ran."""
+    """docs/training.md says so: the run's resolved config is training/pupper_v2_mujoco.yaml's, but for how long it ran."""
     from training.config import load_config
 
     shipped_config = resources.models_dir() / "pupper_v2_walk_config.yaml"
@@ -45,7 +45,7 @@ def test_shipped_pupper_v2_policy_was_trained_with_its_recipe():
 
 
 def test_shipped_policy_was_trained_with_the_default_config():
-    """The README says so: the run's resolved config is the default one, but for how long it was asked to run.
+    """docs/training.md says so: the run's resolved config is the default one, but for how long it was asked to run.
     Read as `--resume` reads it: a key the run predates (env.engine; it ran in PyBullet) takes today's default, and
     every key the run recorded must equal today's default. The physics step compares as run: the run recorded 5 ms,
     where today's default says "the profile's step", which for Pupper v3 in PyBullet is 5 ms."""

@@ -1,6 +1,6 @@
 """The two physics engines checked against each other, open loop: the same URDF and profile in real PyBullet and
 real MuJoCo must be the same robot. Standing height, a joint's step response with the body held in the air, and a
-drop onto the feet. What the engines model differently is measured and written down in the README, not widened here
+drop onto the feet. What the engines model differently is measured and written down in docs/simulation.md, not widened here
 (MuJoCo's friction loss is a soft constraint that lets a loaded joint creep; PyBullet's holds).
 
 Also: engines chosen by name fail clearly when unknown or not installed, and a MuJoCo model that cannot be built

@@ -6,7 +6,7 @@ actuated joint gets a rotor, a small body on the joint's parent spinning about t
 a gear constraint of the profile's ``actuator.gear_ratio``; the rotor carries armature / ratio^2, so the joint feels the armature
 while the robot's mass distribution stays the URDF's. PyBullet has no joint armature parameter.
 ``armature_model="link"`` is the former shortcut (the armature added to each actuated link's inertia tensor),
-kept so that what it changes can be measured (tests/test_sim_engines.py, the README).
+kept so that what it changes can be measured (tests/test_sim_engines.py, docs/simulation.md).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pupper_ros.rotations import rotation_matrix
 from pupper_ros.sim.simulation import GRAVITY, NOMINAL_GROUND_FRICTION, Simulation
 
 ARMATURE_MODELS = ("rotor", "link")
-SOLVER_ITERATIONS = 50  # PyBullet's default; fewer run faster but break the left-right symmetry of the physics (README)
+SOLVER_ITERATIONS = 50  # PyBullet's default; fewer run faster but break the left-right symmetry of the physics (docs/simulation.md)
 
 
 @contextlib.contextmanager
