@@ -28,6 +28,7 @@ ARGUMENTS = {
     "backend": ("backend", "robot link: sim, serial or ros2_control"),
     "robot": ("robot", "robot profile: pupper_v3, pupper_v2 or a profile YAML"),
     "policy": ("policy", "ONNX policy file (empty: the robot's shipped policy)"),
+    "policies": ("policies", "more policies for ~/select_policy: 'name=file.onnx, name=file.onnx'"),
     "port": ("serial_port", "serial device of the motor controller"),
     "engine": ("sim_engine", "sim backend: pybullet or mujoco"),
     "record_log": ("record_log", "flight recorder: MCAP file (empty: off)"),

@@ -172,6 +172,27 @@ class Controller:
         with self.lock:
             return self.supervisor.set_command(command, now)
 
+    def select_policy(self, policy: OnnxPolicy) -> tuple[bool, str]:
+        """Run ``policy`` from the next tick: from DAMPING or INACTIVE (it takes over at the next stand-up), or from a
+        standing command (it is faded in from the default pose, as the first policy was). Refused while the robot
+        is asked to move. The policy must share the running one's contract (observation, actions, rate)."""
+        if policy.contract != self.policy.contract:
+            return False, "its policy contract differs from the running policy's"
+        with self.lock:
+            sup = self.supervisor
+            moving = sup.state in (State.STANDING_UP, State.WALKING)
+            if moving and not sup.standing:
+                command = ", ".join(f"{v:.2f}" for v in sup.command)
+                return False, (f"the robot is asked to move (command {command}); send a zero /cmd_vel and wait for it "
+                               "to stand first")
+            self.policy = policy
+            sup.set_command_range(policy.info.command_low, policy.info.command_high)
+            self._start_policy()
+            if moving:
+                sup.restart_fade_in()
+                self._policy_was_needed = sup.needs_policy
+            return True, "fading in from the default pose" if moving else f"takes over at the next stand-up ({sup.state.value})"
+
     def emergency_stop(self) -> None:
         with self.lock:
             self.supervisor.emergency_stop()

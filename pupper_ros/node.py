@@ -16,7 +16,8 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Twist, TwistStamped
 from nav_msgs.msg import Odometry
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType, SetParametersResult
+from rcl_interfaces.srv import SetParameters
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Imu, JointState
@@ -28,7 +29,7 @@ from pupper_ros.backends import backend_class
 from pupper_ros.rotations import rotation_matrix
 from pupper_ros.control_loop import ControlLoop
 from pupper_ros.controller import Controller
-from pupper_ros.parameters import NODE_NAME, PARAMETERS, safety_limits
+from pupper_ros.parameters import FIRST_POLICY, NODE_NAME, PARAMETERS, policy_entries, safety_limits
 from pupper_ros.policy import PolicyLoadError, load_policy
 from pupper_ros.robot_profile import ProfileError, load_robot_profile
 from pupper_ros.safety import JointCommand, SafetySupervisor, State
@@ -130,6 +131,9 @@ class WalkNode(LifecycleNode):
         self.state_pub = self.create_publisher(String, "~/state", state_qos())
         self.create_subscription(Empty, "/emergency_stop", self._on_emergency_stop, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
         self.create_service(Trigger, "~/clear_fault", self._on_clear_fault)
+        self.create_service(SetParameters, "~/select_policy", self._on_select_policy)
+        self.policies: dict = {}  # name -> OnnxPolicy, loaded at configure; FIRST_POLICY is the 'policy' parameter's
+        self.active_policy = ""
         self._publish_state(State.INACTIVE.value)
 
     # --- lifecycle ----------------------------------------------------------------------------------------------
@@ -168,6 +172,20 @@ class WalkNode(LifecycleNode):
             self.policy = policy = load_policy(Path(policy_path).expanduser(), profile)
         except PolicyLoadError as exc:
             raise ConfigurationError(f"parameter 'policy': {exc}") from exc
+        self.policies, self.active_policy = {FIRST_POLICY: policy}, FIRST_POLICY
+        try:
+            entries = policy_entries(self._param("policies"))
+        except ValueError as exc:
+            raise ConfigurationError(f"parameter 'policies': {exc}") from exc
+        for name, path in entries:
+            try:
+                other = load_policy(Path(path).expanduser(), profile)
+            except PolicyLoadError as exc:
+                raise ConfigurationError(f"parameter 'policies': '{name}': {exc}") from exc
+            if other.contract != policy.contract:
+                raise ConfigurationError(f"parameter 'policies': '{name}' ({path}) was made for another policy contract "
+                                         "than the 'policy' parameter's; one daemon runs one contract")
+            self.policies[name] = other
 
         policy_rate = policy.contract.control_rate_hz
         rate = self._param("control_rate") or policy_rate
@@ -354,6 +372,35 @@ class WalkNode(LifecycleNode):
             self.latched_fault = "emergency stop"  # held until configure hands it to the supervisor
         self.get_logger().warning("emergency stop: DAMPING (call ~/clear_fault to stand up again)")
 
+    def _on_select_policy(self, request, response):
+        """``~/select_policy`` (rcl_interfaces/srv/SetParameters): one parameter named ``policy`` whose string value
+        names a loaded policy. SetParameters because std_srvs has no request with a string, and a custom service
+        needs an interface package a pip install cannot build; this is the shape ``ros2 param set`` already speaks,
+        and its reply carries the reason for a refusal."""
+        ok, reason = self._select_policy(request.parameters)
+        if ok:
+            self.get_logger().info(f"policy '{self.active_policy}': {reason}")
+        else:
+            self.get_logger().warning(f"select_policy refused: {reason}")
+        response.results = [SetParametersResult(successful=ok, reason=reason)]
+        return response
+
+    def _select_policy(self, parameters) -> tuple[bool, str]:
+        if len(parameters) != 1 or parameters[0].name != "policy" or \
+                parameters[0].value.type != ParameterType.PARAMETER_STRING:
+            return False, "the request must hold one string parameter named 'policy'"
+        name = parameters[0].value.string_value
+        if self.controller is None:
+            return False, "the node is not configured"
+        if name not in self.policies:
+            return False, f"no policy '{name}'; loaded: {', '.join(self.policies)}"
+        if name == self.active_policy:
+            return True, "already running"
+        ok, reason = self.controller.select_policy(self.policies[name])
+        if ok:
+            self.active_policy = name
+        return ok, reason
+
     def _on_clear_fault(self, _request, response):
         if self.controller is None or self.loop is None or not self.loop.running:
             response.success, response.message = False, "node is not active"
@@ -445,6 +492,7 @@ class WalkNode(LifecycleNode):
         values = {
             "state": state.value,
             "fault": supervisor.fault_reason,
+            "policy": f"{self.active_policy} ({controller.policy.info.path.name})",
             "loop period mean (ms)": f"{stats['period_mean_ms']:.3f}",
             "loop period p99 (ms)": f"{stats['period_p99_ms']:.3f}",
             "tick duration p99 (ms)": f"{stats['tick_p99_ms']:.3f}",

@@ -29,7 +29,9 @@ PARAMETERS = (
     Param("backend", "sim", "robot link: 'sim' (simulated), 'serial' (Teensy over USB) or 'ros2_control' (Pupper v3's stack)",
           choices=("sim", "serial", "ros2_control")),
     Param("robot", "pupper_v3", "robot profile name (pupper_ros/robots/<robot>.yaml) or a path to a profile YAML"),
-    Param("policy", "", "ONNX policy file; empty = the shipped policy for the robot"),
+    Param("policy", "", "ONNX policy file; empty = the shipped policy for the robot. Named 'default' by ~/select_policy"),
+    Param("policies", "", "more policies to switch to with ~/select_policy, as 'name=file.onnx, name=file.onnx'; each "
+          "is loaded and checked at configure"),
     Param("control_rate", 0.0, "control loop rate in Hz; 0 = the policy's own rate; a multiple of it runs the policy every k-th tick", 0.0, 1000.0),
     Param("command_timeout", SafetyLimits.command_timeout, "s without /cmd_vel before the command ramps to zero", 0.01, 10.0),
     Param("soft_start_duration", SafetyLimits.soft_start_duration, "s to move from the measured pose to the default pose on activation", 0.1, 10.0),
@@ -71,6 +73,25 @@ def markdown_table() -> str:
         limits = f" (range {p.low:g} to {p.high:g})" if p.low is not None else ""
         rows.append(f"| `{p.name}` | `{default}` | {p.description.replace('|', '/')}{limits} |")
     return "\n".join(rows)
+
+
+FIRST_POLICY = "default"  # the name ~/select_policy gives the 'policy' parameter's file
+
+
+def policy_entries(text: str) -> list[tuple[str, str]]:
+    """The 'policies' parameter's (name, file) pairs; ValueError naming a malformed entry."""
+    entries, names = [], {FIRST_POLICY}
+    for raw in (part.strip() for part in text.split(",")):
+        if not raw:
+            continue
+        name, sep, path = (x.strip() for x in raw.partition("="))
+        if not sep or not name or not path:
+            raise ValueError(f"entry {raw!r} is not 'name=file.onnx'")
+        if name in names:
+            raise ValueError(f"policy name '{name}' is used twice ('{FIRST_POLICY}' is the 'policy' parameter's)")
+        names.add(name)
+        entries.append((name, path))
+    return entries
 
 
 def parse_value(name: str, text: str):

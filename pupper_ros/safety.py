@@ -206,9 +206,7 @@ class SafetySupervisor:
         self._kd = min(profile.kd, profile.kd_max)
         self._stand_kp = min(limits.stand_kp or profile.kp, profile.kp_max)
         self._stand_kd = min(limits.stand_kd or profile.kd, profile.kd_max)
-        self._command_low = np.asarray(command_low, dtype=np.float64)
-        self._command_high = np.asarray(command_high, dtype=np.float64)
-        self._command_ramp = (self._command_high - self._command_low) * limits.control_period / limits.command_ramp_time
+        self.set_command_range(command_low, command_high)
         self.state = State.INACTIVE
         self.fault_reason = ""  # why the robot is in DAMPING: a latched fault's reason, or the orderly stop's
         self.latched_fault = ""  # set by a fault or an e-stop; only clear_fault empties it
@@ -224,6 +222,24 @@ class SafetySupervisor:
         self._scratch = np.zeros(n)
         self._blend = np.zeros(n)
         self._ramp_step = np.zeros(3)
+
+    def set_command_range(self, command_low, command_high) -> None:
+        """The velocity ranges commands are clamped to: the running policy's trained ranges."""
+        self._command_low = np.asarray(command_low, dtype=np.float64)
+        self._command_high = np.asarray(command_high, dtype=np.float64)
+        self._command_ramp = (self._command_high - self._command_low) * self.limits.control_period / self.limits.command_ramp_time
+
+    @property
+    def standing(self) -> bool:
+        """Whether the robot is asked to stand: the command in force and the last one received are both zero."""
+        return not np.any(self.command) and not np.any(self._requested)
+
+    def restart_fade_in(self) -> None:
+        """A standing robot takes a newly selected policy as it took the first: blended in from the default pose over
+        ``fade_in_duration`` (the soft start is not repeated). Outside STANDING_UP and WALKING nothing changes."""
+        if self.state in (State.STANDING_UP, State.WALKING):
+            self.state = State.STANDING_UP
+            self._phase_time = self.limits.soft_start_duration
 
     # --- inputs from the outside world ------------------------------------------------------------------------
     def set_command(self, command, now: float) -> bool:

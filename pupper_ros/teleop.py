@@ -1,4 +1,5 @@
-"""``pupper-teleop``: drive the robot from a terminal, for machines without teleop_twist_keyboard.
+"""``pupper-teleop``: drive the robot from a terminal, for machines without teleop_twist_keyboard, or with
+``--joy`` from a gamepad through joy_node (``pupper_ros/joy_teleop.py``).
 
 w/s or up/down: forward/backward; a/d or left/right: turn; q/e: sideways; +/-: speed step; space: stop; x or
 Ctrl-C: quit (sends a zero command first). Publishes geometry_msgs/Twist (or TwistStamped with --stamped) at 10 Hz.
@@ -11,6 +12,8 @@ import select
 import sys
 import termios
 import tty
+
+from pupper_ros.parameters import NODE_NAME
 
 KEYS = {
     "w": (1, 0, 0), "\x1b[A": (1, 0, 0),
@@ -64,7 +67,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pupper-teleop", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stamped", action="store_true", help="publish TwistStamped")
     parser.add_argument("--topic", default="/cmd_vel")
+    parser.add_argument("--joy", action="store_true", help="drive from a gamepad: sensor_msgs/Joy on /joy (joy_node)")
+    parser.add_argument("--mapping", default="dualsense",
+                        help="--joy: gamepad mapping, a shipped one (dualsense, xbox) or a YAML file")
+    parser.add_argument("--robot", default="pupper_v3", help="--joy: robot profile whose command ranges the sticks span")
+    parser.add_argument("--daemon", default=f"/{NODE_NAME}", help="--joy: the daemon's node, for its services")
     args = parser.parse_args(argv)
+    if args.joy:
+        from pupper_ros import joy_teleop
+        from pupper_ros.robot_profile import ProfileError, load_robot_profile
+
+        try:
+            profile = load_robot_profile(args.robot)
+        except ProfileError as exc:
+            print(f"pupper-teleop: {exc}", file=sys.stderr)
+            return 2
+        return joy_teleop.run(args, profile)
     if not sys.stdin.isatty():
         print("pupper-teleop: needs an interactive terminal", file=sys.stderr)
         return 2

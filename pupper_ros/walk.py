@@ -24,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", choices=BY_NAME["backend"].choices, help="robot link (parameter backend)")
     parser.add_argument("--robot", help="robot profile name or YAML path (parameter robot)")
     parser.add_argument("--policy", help="ONNX policy file (parameter policy; default: the shipped policy)")
+    parser.add_argument("--policies", metavar="NAME=FILE,...", help="more policies to switch to with ~/select_policy "
+                        "(parameter policies)")
     parser.add_argument("--port", help="serial device, e.g. /dev/ttyACM0 (parameter serial_port)")
     parser.add_argument("--control-rate", type=float, help="control loop Hz (parameter control_rate)")
     parser.add_argument("--engine", choices=BY_NAME["sim_engine"].choices, help="with the sim backend: physics engine (parameter sim_engine)")
@@ -42,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _overrides(args):
     from rclpy.parameter import Parameter
 
-    pairs = {"backend": args.backend, "robot": args.robot, "policy": args.policy, "serial_port": args.port,
+    pairs = {"backend": args.backend, "robot": args.robot, "policy": args.policy, "policies": args.policies,
+             "serial_port": args.port,
              "control_rate": args.control_rate, "sim_gui": args.gui, "sim_engine": args.engine,
              "record_log": args.record_log,
              "sim_realtime": (False if args.lockstep else None)}

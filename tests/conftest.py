@@ -12,3 +12,13 @@ from pupper_ros.robot_profile import load_robot_profile  # noqa: E402
 @pytest.fixture(scope="session")
 def profile():
     return load_robot_profile("pupper_v3")
+
+
+@pytest.fixture
+def ros():
+    """A ROS 2 context of the test's own with an executor (tests/ros_helpers.py), shut down after the test."""
+    from tests.ros_helpers import RosHarness
+
+    harness = RosHarness()
+    yield harness
+    harness.close()

@@ -38,3 +38,12 @@ def standing_network(inputs: int = CURRENT_CONTRACT.observation_size) -> torch.n
     torch.nn.init.zeros_(network[0].weight)
     torch.nn.init.zeros_(network[0].bias)
     return network
+
+
+def constant_network(action, inputs: int = CURRENT_CONTRACT.observation_size) -> torch.nn.Module:
+    """Always outputs ``action`` (12 values): a policy whose targets a test can tell apart from another's."""
+    network = torch.nn.Sequential(torch.nn.Linear(inputs, 12))
+    torch.nn.init.zeros_(network[0].weight)
+    with torch.no_grad():
+        network[0].bias.copy_(torch.as_tensor(action, dtype=torch.float32))
+    return network

@@ -20,7 +20,7 @@ from pupper_ros.flight_recorder import (ACTION, DIAGNOSTICS, HEADER_TOPIC, IMU, 
                                         FlightRecorder, RecorderError, file_digest)
 from pupper_ros.policy import load_policy
 from pupper_ros.safety import JointCommand, SensorSample, State
-from tests.ros_helpers import RosHarness, WalkClient, stop_process
+from tests.ros_helpers import WalkClient, stop_process
 
 WALK = [sys.executable, "-m", "pupper_ros.walk"]
 
@@ -116,13 +116,6 @@ def test_a_dead_writer_stops_recording_not_the_caller(tmp_path, profile):
     recorder.close()
     assert "Broken pipe" in recorder.error and recorder.dropped > 0
     assert HEADER_TOPIC in topics_in(tmp_path / "dead.mcap")  # written before the first tick
-
-
-@pytest.fixture
-def ros():
-    harness = RosHarness()
-    yield harness
-    harness.close()
 
 
 def test_sigterm_mid_run_leaves_a_complete_file_ending_in_damping(ros, tmp_path, profile):

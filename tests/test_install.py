@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from tests.ros_helpers import RosHarness, WalkClient, assert_walks_forward, stop_process
+from tests.ros_helpers import WalkClient, assert_walks_forward, stop_process
 from tests.shipped import ROBOTS, forward_speed_0_3
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -173,13 +173,6 @@ def installs(wheel_venv, robot_venv, colcon_workspace):
         "wheel": lambda *args: ([str(wheel_venv / "bin" / "pupper-walk"), *args], clean_env()),
         "colcon": lambda *args: (sourced(colcon_walk, *args), colcon_env(robot_venv, colcon_workspace)),
     }
-
-
-@pytest.fixture
-def ros():
-    harness = RosHarness()
-    yield harness
-    harness.close()
 
 
 # --- what is installed -------------------------------------------------------------------------------------------

@@ -70,10 +70,12 @@ def launched_parameters(arguments: dict, tmp_path) -> dict:
 
 
 # A params file that changes every parameter a launch argument can set: none may be overridden unasked.
-CHANGED = {"backend": "serial", "robot": "pupper_v2", "policy": "/opt/policies/v2.onnx", "serial_port": "/dev/ttyUSB7",
+CHANGED = {"backend": "serial", "robot": "pupper_v2", "policy": "/opt/policies/v2.onnx",
+           "policies": "fast=/opt/policies/fast.onnx", "serial_port": "/dev/ttyUSB7",
            "sim_engine": "mujoco", "record_log": "/var/log/pupper/run.mcap", "sim_gui": True, "activate_controllers": True}
 # And a value of each launch argument, different from both.
-GIVEN = {"backend": "ros2_control", "robot": "pupper_v3", "policy": "/tmp/other.onnx", "port": "/dev/ttyACM3",
+GIVEN = {"backend": "ros2_control", "robot": "pupper_v3", "policy": "/tmp/other.onnx", "policies": "",
+         "port": "/dev/ttyACM3",
          "engine": "pybullet", "record_log": "", "gui": "false", "activate_controllers": "false"}
 
 

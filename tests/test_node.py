@@ -18,13 +18,6 @@ def standing_policy(tmp_path_factory, profile):
     return write_policy(tmp_path_factory.mktemp("node") / "stand.onnx", profile, standing_network())
 
 
-@pytest.fixture
-def ros():
-    harness = RosHarness()
-    yield harness
-    harness.close()
-
-
 def make_node(ros, policy_path, **params):
     values = {"policy": str(policy_path), "soft_start_duration": 0.5, "fade_in_duration": 0.5} | params
     overrides = [Parameter(k, value=v) for k, v in values.items()]

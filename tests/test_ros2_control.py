@@ -46,13 +46,6 @@ def stop_and_read(proc) -> str:
 
 
 @pytest.fixture
-def ros():
-    harness = RosHarness()
-    yield harness
-    harness.close()
-
-
-@pytest.fixture
 def standin(profile):
     robot = Ros2ControlStandIn(profile).start()
     yield robot

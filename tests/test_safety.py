@@ -414,3 +414,34 @@ def test_activation_waits_for_a_just_opened_links_first_reading(profile, tmp_pat
     assert not silent.wait_for_sensors(time.monotonic, 0.3)
     assert time.monotonic() - started >= 0.3
     assert not silent.activate(time.monotonic()) and silent.state == State.DAMPING
+
+
+def test_a_newly_selected_policy_fades_in_from_the_default_pose_without_a_jump(profile):
+    """restart_fade_in (a policy switched while standing): STANDING_UP again, the new target blended in over
+    fade_in_duration, every tick's step a fraction of the way, then WALKING on the new target alone."""
+    sup = make(profile, fade_in_duration=0.5)
+    t = walk_to(sup, profile)
+    new_target = profile.default_pose + 0.1
+    sup.restart_fade_in()
+    assert sup.state == State.STANDING_UP and sup.needs_policy
+    out, previous = JointCommand(12), profile.default_pose.copy()
+    steps = 0
+    while sup.state != State.WALKING:
+        t += DT
+        sup.step(sample(profile, stamp=t), t, new_target, out)
+        assert np.all(np.abs(out.position - previous) <= 0.1 * DT / 0.5 + 1e-9)  # the blend's own pace
+        previous = out.position.copy()
+        steps += 1
+    assert steps == round(0.5 / DT)
+    np.testing.assert_allclose(out.position, new_target, atol=1e-9)
+
+
+def test_standing_means_no_command_in_force_and_none_received(profile):
+    sup = make(profile)
+    t = walk_to(sup, profile)
+    assert sup.standing
+    sup.set_command([0.2, 0.0, 0.0], t)
+    assert not sup.standing
+    sup.set_command([0.0, 0.0, 0.0], t)
+    sup.update_command(t)
+    assert sup.standing

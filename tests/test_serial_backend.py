@@ -16,7 +16,7 @@ from pupper_ros.contract import CURRENT_CONTRACT
 from pupper_ros.safety import joint_speed_limit
 from pupper_ros.sim.firmware_emulator import FirmwareEmulator
 from tests.policies import standing_network, write_policy
-from tests.ros_helpers import EVENTUALLY_S, RosHarness, WalkClient, assert_walks_forward, wait_until
+from tests.ros_helpers import EVENTUALLY_S, WalkClient, assert_walks_forward, wait_until
 from tests.shipped import forward_speed_0_3, mean_forward_speed
 
 TICK = CURRENT_CONTRACT.control_period
@@ -33,13 +33,6 @@ def emulator(tmp_path, profile):
     emu.start()
     yield emu
     emu.stop()
-
-
-@pytest.fixture
-def ros():
-    harness = RosHarness()
-    yield harness
-    harness.close()
 
 
 def start_walk(port, policy=None, robot=None):

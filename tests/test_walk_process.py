@@ -8,7 +8,7 @@ import sys
 import pytest
 from std_msgs.msg import Empty
 
-from tests.ros_helpers import RosHarness, WalkClient, assert_walks_forward, stop_process
+from tests.ros_helpers import WalkClient, assert_walks_forward, stop_process
 from tests.shipped import forward_speed_0_3
 
 WALK = [sys.executable, "-m", "pupper_ros.walk"]
@@ -16,13 +16,6 @@ WALK = [sys.executable, "-m", "pupper_ros.walk"]
 
 def start(*args):
     return subprocess.Popen(WALK + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
-
-
-@pytest.fixture
-def ros():
-    harness = RosHarness()
-    yield harness
-    harness.close()
 
 
 def test_walks_forward_on_cmd_vel_then_emergency_stop_damps_and_sigterm_exits_cleanly(ros):
