@@ -17,14 +17,6 @@ from std_msgs.msg import String
 
 from pupper_ros.node import state_qos
 
-SCRIPT = (
-    ("stand", 3.0, (0.0, 0.0, 0.0)),
-    ("forward", 5.0, (0.3, 0.0, 0.0)),
-    ("turn left", 5.0, (0.0, 0.0, 1.0)),
-    ("sideways", 5.0, (0.0, 0.3, 0.0)),
-    ("backward", 5.0, (-0.3, 0.0, 0.0)),
-    ("stop", 3.0, (0.0, 0.0, 0.0)),
-)
 SETTLE_SECONDS = 1.0  # the start of each segment is acceleration, not tracking
 ODOMETRY_WAIT_SECONDS = 3.0  # after WALKING, how long to wait for a first odometry message before playing unmeasured
 WALKING_WAIT_SECONDS = 30.0
@@ -41,9 +33,10 @@ class Segment:
 
 
 class DemoDriver(Node):
-    """Waits for WALKING, then plays ``SCRIPT`` on /cmd_vel at 20 Hz and records ``odom_topic``."""
+    """Waits for WALKING, then plays ``script`` (``pupper_ros.command_suite.demo_script``: the robot's own command
+    ranges) on /cmd_vel at 20 Hz and records ``odom_topic``."""
 
-    def __init__(self, walk_node_name: str = "pupper_walk", script=SCRIPT, odom_topic: str = "/odom", context=None):
+    def __init__(self, script, walk_node_name: str = "pupper_walk", odom_topic: str = "/odom", context=None):
         super().__init__("pupper_demo", context=context)
         self.segments = [Segment(n, s, c) for n, s, c in script]
         self.cmd_pub = self.create_publisher(Twist, "/cmd_vel", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))

@@ -76,7 +76,7 @@ def _check_magic(path: Path) -> None:
 
 
 def iter_messages(path: Path):
-    """(topic, log time in s, decoded message) for every readable message, then (None, None, why) where the file
+    """(topic, log time in integer ns, decoded message) for every readable message, then (None, None, why) where the file
     stops short of its footer, or (None, None, "") after a complete file."""
     from mcap.exceptions import EndOfFile, McapError
     from mcap.records import Channel, Footer, Message, Schema
@@ -99,7 +99,7 @@ def iter_messages(path: Path):
                         decoder = decoders[channel.id] = factory.decoder_for(channel.message_encoding,
                                                                               schemas.get(channel.schema_id))
                     if decoder is not None:
-                        yield channel.topic, record.log_time * 1e-9, decoder(record.data)
+                        yield channel.topic, record.log_time, decoder(record.data)
                 elif isinstance(record, Footer):
                     yield None, None, ""
                     return
@@ -123,12 +123,15 @@ def read_flight_log(path: str | Path) -> FlightLog:
     ticks, policy_steps, cmd_vel, states = [], [], [], []
     sample = imu = observation = None  # the latest of each, paired with what follows at the same tick time
     ending = ""
-    for topic, t, message in iter_messages(path):
+    offset_ns = 0  # the header's clock offset: a robot's log is in ROS time, its ticks on the loop's clock
+    for topic, ns, message in iter_messages(path):
         if topic is None:
             ending = message
             break
+        t = (ns - offset_ns) * 1e-9
         if topic == HEADER_TOPIC and header is None:
             header = json.loads(message.data)
+            offset_ns = int(header.get("clock", {}).get("offset_ns", 0))
         elif topic == JOINT_STATES:
             sample = (t, message.position, message.velocity)
         elif topic == IMU:

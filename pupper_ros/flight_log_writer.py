@@ -29,13 +29,13 @@ NICENESS = 10
 STATUS_SECONDS = 1.0  # log time between status lines (and finished chunks)
 
 
-def _stamp(seconds: float) -> dict:
-    sec = int(seconds // 1)
-    return {"sec": sec, "nanosec": int(round((seconds - sec) * 1e9)) % 1_000_000_000}
+def _nanoseconds(seconds: float, offset_ns: int) -> int:
+    """A loop-clock time as the log's time: integer ns, with the header's clock offset (ROS time on a robot)."""
+    return max(0, int(round(seconds * 1e9)) + offset_ns)
 
 
-def _header(seconds: float) -> dict:
-    return {"stamp": _stamp(seconds), "frame_id": ""}
+def _stamp(ns: int) -> dict:
+    return {"sec": ns // 1_000_000_000, "nanosec": ns % 1_000_000_000}
 
 
 def _labelled(values, labels) -> dict:
@@ -57,11 +57,15 @@ class LogWriter:
         self._writer = Writer(out, chunk_size=config["chunk_size"])
         self._schemas = {t: self._writer.register_msgdef(t, text) for t, text in config["definitions"].items()}
         self.written = 0
-        self.write(self.topics["header"], {"data": json.dumps(config["header"])}, 0.0)
+        self.offset_ns = int(config["header"].get("clock", {}).get("offset_ns", 0))
+        self.write(self.topics["header"], {"data": json.dumps(config["header"])}, config.get("header_seconds", 0.0))
         self.flush()  # the header is on disk before the first tick
 
+    def _header(self, seconds: float) -> dict:
+        return {"stamp": _stamp(_nanoseconds(seconds, self.offset_ns)), "frame_id": ""}
+
     def write(self, topic: str, message: dict, seconds: float) -> None:
-        ns = max(0, int(round(seconds * 1e9)))
+        ns = _nanoseconds(seconds, self.offset_ns)
         self._writer.write_message(topic=topic, schema=self._schemas[self._types[topic]], message=message,
                                    log_time=ns, publish_time=ns)
         self.written += 1
@@ -79,9 +83,9 @@ class LogWriter:
             position, velocity = v[:n], v[n:2 * n]
             x, y, z, w = v[2 * n:2 * n + 4]
             angular, has_acceleration, acceleration = v[2 * n + 4:2 * n + 7], v[2 * n + 7], v[2 * n + 8:]
-            self.write(t["joint_states"], {"header": _header(now), "name": self.joints, "position": list(position),
+            self.write(t["joint_states"], {"header": self._header(now), "name": self.joints, "position": list(position),
                                            "velocity": list(velocity), "effort": []}, now)
-            imu = {"header": _header(now), "orientation": {"x": x, "y": y, "z": z, "w": w},
+            imu = {"header": self._header(now), "orientation": {"x": x, "y": y, "z": z, "w": w},
                    "orientation_covariance": [0.0] * 9,
                    "angular_velocity": dict(zip("xyz", angular)), "angular_velocity_covariance": [0.0] * 9,
                    "linear_acceleration": dict(zip("xyz", acceleration)),
@@ -90,7 +94,7 @@ class LogWriter:
             self.write(t["imu"], imu, now)
         elif kind == COMMAND:
             v = struct.unpack(f"<{3 * n}d", payload)
-            self.write(t["joint_commands"], {"header": _header(now), "name": self.joints, "position": list(v[:n]),
+            self.write(t["joint_commands"], {"header": self._header(now), "name": self.joints, "position": list(v[:n]),
                                              "velocity": list(v[n:2 * n]), "effort": list(v[2 * n:])}, now)
         elif kind == POLICY:
             v = struct.unpack(f"<{self.observation_size + n}f", payload)
@@ -105,7 +109,7 @@ class LogWriter:
             level, name, message, hardware_id, values = msgpack.unpackb(payload)
             status = {"level": level, "name": name, "message": message, "hardware_id": hardware_id,
                       "values": [{"key": k, "value": v} for k, v in values.items()]}
-            self.write(t["diagnostics"], {"header": _header(now), "status": [status]}, now)
+            self.write(t["diagnostics"], {"header": self._header(now), "status": [status]}, now)
 
 
 def _read_exactly(stream, size: int) -> bytes | None:

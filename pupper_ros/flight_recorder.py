@@ -8,7 +8,7 @@ simulation, with no clock to keep, waits instead). ``close`` ends the input and 
 and index); so does a daemon killed outright, since the writer finishes when its input ends. A power loss leaves every
 chunk written before it readable (a chunk is finished every second of log time, or sooner when it is full).
 
-Channels (all stamped with the control tick's time):
+Channels (all stamped with the control tick's time: ROS time on a robot, simulation time in simulation):
   /joint_states, /imu/data        sensor_msgs JointState, Imu: the sample the tick used, as measured
   ~/joint_commands                sensor_msgs/JointState: position = target, velocity = kp, effort = kd (as sent)
   /cmd_vel                        geometry_msgs/Twist, as received
@@ -34,6 +34,7 @@ import os
 import re
 import select
 import struct
+import time
 import subprocess
 import sys
 import threading
@@ -134,8 +135,13 @@ def _jsonable(value):
 
 
 class FlightRecorder:
+    """``clock_offset_ns``: added to the control loop's clock to give each message's time. A robot's log passes the
+    node's ROS time minus the loop's monotonic clock, so Foxglove and rosbag place the log on the calendar and beside
+    a ``ros2 bag record`` of the same run; a simulated log passes 0 and keeps simulation time. The header records it
+    (``clock``), and the reader takes it off again, so replay works on the loop's own clock either way."""
+
     def __init__(self, path: str | Path, profile, policy, parameters: dict, backend: str,
-                 buffer_bytes: int = BUFFER_BYTES, wait_when_full: bool = False):
+                 buffer_bytes: int = BUFFER_BYTES, wait_when_full: bool = False, clock_offset_ns: int = 0):
         if importlib.util.find_spec("mcap_ros2") is None:
             raise RecorderError("recording needs the 'record' extra: pip install 'pupper_ros[record]'")
         self.path = Path(path).expanduser()
@@ -152,8 +158,10 @@ class FlightRecorder:
                        "contract": policy.contract.to_dict(), "provenance": policy.info.provenance},
             "parameters": parameters,
             "backend": backend,
+            "clock": {"source": "ros" if clock_offset_ns else "loop", "offset_ns": int(clock_offset_ns)},
         }
         config = {"header": json.loads(json.dumps(self.header, default=_jsonable)), "joints": list(profile.joints),
+                  "header_seconds": time.monotonic() if clock_offset_ns else 0.0,  # the header's own log time
                   "observation_size": policy.contract.observation_size,
                   "observation_labels": observation_labels(policy.contract), "definitions": definitions,
                   "topics": TOPICS, "types": MESSAGE_TYPES, "chunk_size": CHUNK_SIZE}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -259,9 +260,11 @@ class WalkNode(LifecycleNode):
             return None
         from pupper_ros.flight_recorder import FlightRecorder, RecorderError
 
+        # A robot's log in ROS time (the loop runs on the monotonic clock); a simulated log keeps simulation time.
+        offset_ns = 0 if backend_name == "sim" else self.get_clock().now().nanoseconds - time.monotonic_ns()
         try:
             return FlightRecorder(path, self.profile, self.policy, self._param_values(), backend_name,
-                                  wait_when_full=self.backend.lockstep)
+                                  wait_when_full=self.backend.lockstep, clock_offset_ns=offset_ns)
         except RecorderError as exc:
             raise ConfigurationError(f"parameter 'record_log': {exc}") from exc
 

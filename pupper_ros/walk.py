@@ -101,9 +101,12 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 node.trigger_activate()
         if args.demo:
+            from pupper_ros.command_suite import demo_script
             from pupper_ros.demo import DemoDriver
+            from pupper_ros.robot_profile import load_robot_profile
 
-            demo = DemoDriver(odom_topic=args.demo_odom)
+            profile = getattr(node, "profile", None) or load_robot_profile(node.get_parameter("robot").value)
+            demo = DemoDriver(demo_script(profile), odom_topic=args.demo_odom)
             executor.add_node(demo)
         while not stop.is_set() and rclpy.ok() and not (demo is not None and demo.done):
             executor.spin_once(timeout_sec=0.05)

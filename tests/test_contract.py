@@ -87,3 +87,19 @@ def test_gait_clock_advances_at_its_frequency():
     for _ in range(steps // 2):
         clock.advance()
     assert clock.phase < 1e-9 or clock.phase > 1 - 1e-9
+
+
+def test_the_demo_asks_each_robot_for_what_it_was_trained_to_do():
+    """The demo's script and the evaluation's suite come from one rule over the profile's command ranges: the v3 demo
+    is the script it always was (forward 0.3, turning 1.0, sideways 0.3, backward 0.3); the v2 demo asks for v2's."""
+    from pupper_ros.command_suite import command_suite, demo_script
+    from pupper_ros.robot_profile import load_robot_profile
+
+    v3, v2 = load_robot_profile("pupper_v3"), load_robot_profile("pupper_v2")
+    assert [c for _, _, c in demo_script(v3)] == [(0.0, 0.0, 0.0), (0.3, 0.0, 0.0), (0.0, 0.0, 1.0), (0.0, 0.3, 0.0),
+                                                  (-0.3, 0.0, 0.0), (0.0, 0.0, 0.0)]
+    for profile in (v3, v2):
+        suite = set(command_suite(profile).values())
+        for name, _, command in demo_script(profile):
+            assert command in suite, (profile.name, name, command)  # every demo segment is a command the bar checks
+            assert all(lo <= c <= hi for c, lo, hi in zip(command, profile.command_low, profile.command_high))

@@ -138,6 +138,48 @@ def test_sigterm_mid_run_leaves_a_complete_file_ending_in_damping(ros, tmp_path,
     assert list(messages[JOINT_COMMANDS][-1].ros_msg.velocity) == [0.0] * profile.num_joints
 
 
+def test_a_robots_log_is_in_ros_time_and_replays_on_the_loops_clock(ros, tmp_path, profile):
+    """Over the serial link (the firmware emulator on a pseudo-terminal, as a robot): every message's log time and
+    header stamp is ROS time (the node's clock: the calendar), so Foxglove and rosbag place the run beside a
+    `ros2 bag record` of it; the reader takes the header's offset off again, so ticks come back on the loop's
+    monotonic clock and pupper-replay reproduces the logged actions. A simulated log keeps simulation time
+    (test_a_demo_run_records_every_tick...: lock-step ticks from zero)."""
+    import time
+
+    from pupper_ros.flight_log import read_flight_log
+    from pupper_ros.sim.firmware_emulator import FirmwareEmulator
+
+    emulator = FirmwareEmulator(profile, link=tmp_path / "tty")
+    emulator.start()
+    log = tmp_path / "robot.mcap"
+    started_wall, started_monotonic = time.time_ns(), time.monotonic()
+    proc = subprocess.Popen(WALK + ["--backend", "serial", "--port", emulator.port, "--record-log", str(log)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    try:
+        watch = WalkClient(ros)
+        assert ros.spin_until(lambda: watch.state == "WALKING", timeout=30), (watch.states, proc.poll())
+        assert stop_process(proc, signal.SIGTERM) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        emulator.stop()
+    ended_wall, ended_monotonic = time.time_ns(), time.monotonic()
+    messages = read_log(log)
+    header = json.loads(messages[HEADER_TOPIC][0].ros_msg.data)
+    assert header["clock"]["source"] == "ros" and header["clock"]["offset_ns"] > 0
+    for topic in (HEADER_TOPIC, JOINT_STATES, JOINT_COMMANDS, STATE):
+        for m in messages[topic]:
+            assert started_wall <= m.log_time_ns <= ended_wall, topic
+    stamp = messages[JOINT_COMMANDS][0].ros_msg.header.stamp
+    assert started_wall <= stamp.sec * 1_000_000_000 + stamp.nanosec <= ended_wall
+    flight = read_flight_log(log)
+    assert started_monotonic <= flight.tick_time[0] <= flight.tick_time[-1] <= ended_monotonic
+    replay = subprocess.run([sys.executable, "-m", "pupper_ros.replay", str(log), "--policy"], capture_output=True,
+                            text=True, timeout=120)
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+
+
 def test_an_unwritable_log_path_fails_configure_naming_the_parameter(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")

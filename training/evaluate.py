@@ -19,26 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from pupper_ros.command_suite import command_suite
+
 WINDOW_SECONDS = 1.0
 SETTLE_SECONDS = 1.0
 BAR = {"linear_error": 0.08, "yaw_error": 0.2, "standing_drift": 0.05}
-# The command suite as shares of the robot's trained command ranges: (name, axis, share of that axis's maximum; a
-# negative share is of its minimum).
-SUITE_SHARES = [("forward", 0, 0.4), ("forward", 0, 0.8), ("backward", 0, -0.4), ("left", 1, 0.6), ("right", 1, -0.6),
-                ("turn_left", 2, 2 / 3), ("turn_right", 2, -2 / 3)]
-
-
-def command_suite(profile) -> dict[str, tuple[float, float, float]]:
-    """Stand, then each entry of SUITE_SHARES for this robot, rounded to 0.01 (Pupper v3: forward 0.3 and 0.6 m/s,
-    backward 0.3, sideways 0.3, turning 1 rad/s)."""
-    suite = {"stand": (0.0, 0.0, 0.0)}
-    for name, axis, share in SUITE_SHARES:
-        limit = profile.command_high[axis] if share > 0 else profile.command_low[axis]
-        value = round(abs(share) * float(limit), 2)
-        command = [0.0, 0.0, 0.0]
-        command[axis] = value
-        suite[f"{name}_{abs(value):g}"] = tuple(command)
-    return suite
 
 
 @dataclass
