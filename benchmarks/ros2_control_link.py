@@ -30,23 +30,17 @@ def measure(rate: float, seconds: float) -> dict[str, np.ndarray]:
     import rclpy
 
     from pupper_ros import resources
-    from pupper_ros.backends.ros2_control_backend import Ros2ControlBackend
-    from pupper_ros.control_loop import ControlLoop
-    from pupper_ros.controller import Controller
+    from pupper_ros.assembly import assemble, parameter_values
     from pupper_ros.policy import load_policy
     from pupper_ros.robot_profile import load_robot_profile
-    from pupper_ros.safety import SafetyLimits, SafetySupervisor
 
     profile = load_robot_profile("pupper_v3")
     policy = load_policy(resources.default_policy_path(profile.name), profile)
-    period = 1.0 / rate
     context = rclpy.Context()
     rclpy.init(context=context)
-    backend = Ros2ControlBackend(profile, period, context=context)
-    backend.open()
-    supervisor = SafetySupervisor(profile, SafetyLimits(control_period=period, sensor_timeout=0.5),
-                                  policy.info.command_low, policy.info.command_high)
-    controller = Controller(profile, policy, supervisor, backend, round(rate / policy.contract.control_rate_hz))
+    runtime = assemble(profile, policy, parameter_values(backend="ros2_control", control_rate=rate, sensor_timeout=0.5),
+                       context=context)
+    backend, controller, loop = runtime.backend, runtime.controller, runtime.loop
     figures = {"age": [], "tick": [], "arrival_to_commands": []}
     tick = controller.tick
 
@@ -61,7 +55,6 @@ def measure(rate: float, seconds: float) -> dict[str, np.ndarray]:
         return command
 
     controller.tick = timed_tick
-    loop = ControlLoop(controller, period)
     controller.activate(loop.now())
     loop.start()
     time.sleep(seconds)

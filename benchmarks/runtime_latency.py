@@ -58,23 +58,20 @@ class FixedSampleBackend(Backend):
 
 
 def build(policy_path, rate):
-    from pupper_ros.controller import Controller
+    from pupper_ros.assembly import assemble, parameter_values
     from pupper_ros.policy import load_policy
     from pupper_ros.robot_profile import load_robot_profile
-    from pupper_ros.safety import SafetyLimits, SafetySupervisor
 
     profile = load_robot_profile()
     policy = load_policy(policy_path, profile)
-    period = 1.0 / rate
-    supervisor = SafetySupervisor(profile, SafetyLimits(control_period=period, soft_start_duration=0.1, fade_in_duration=0.1),
-                                  policy.info.command_low, policy.info.command_high)
-    backend = FixedSampleBackend(profile)
-    controller = Controller(profile, policy, supervisor, backend, int(round(rate / policy.contract.control_rate_hz)))
-    return controller, policy
+    values = parameter_values(control_rate=rate, soft_start_duration=0.1, fade_in_duration=0.1)
+    runtime = assemble(profile, policy, values, backend=FixedSampleBackend(profile))
+    return runtime, policy
 
 
 def step_latency(policy_path, ticks: int = 20000):
-    controller, policy = build(policy_path, 50.0)
+    runtime, policy = build(policy_path, 50.0)
+    controller = runtime.controller
     t = 0.0
     controller.activate(t)
     for _ in range(20):  # through soft start and fade-in to WALKING
@@ -131,7 +128,8 @@ def recording_cost(policy_path, path, ticks: int = 20000, block: int = 200):
     back to back (no sleep between them, whose wake-up latency on this VM swamps a few microseconds); after each
     recording block the writer process is given time to empty the pipe, so it is encoding while the next blocks run,
     as it does on a robot, and nothing is dropped."""
-    controller, policy = build(policy_path, 500.0)
+    runtime, policy = build(policy_path, 500.0)
+    controller = runtime.controller
     recorder = recorder_for(controller, policy, path)
     t = 0.0
     controller.activate(t)
@@ -155,11 +153,10 @@ def recording_cost(policy_path, path, ticks: int = 20000, block: int = 200):
 
 
 def jitter(policy_path, rate: float, seconds: float, record_to: Path | None = None):
-    from pupper_ros.control_loop import ControlLoop
-
-    controller, policy = build(policy_path, rate)
+    runtime, policy = build(policy_path, rate)
+    controller, loop = runtime.controller, runtime.loop
     recorder = recorder_for(controller, policy, record_to) if record_to else None
-    loop = ControlLoop(controller, 1.0 / rate, on_tick=recorder.record_tick if recorder else None)
+    loop.on_tick = recorder.record_tick if recorder else None
     loop.stats.periods = __import__("collections").deque(maxlen=int(rate * seconds) + 10)
     controller.activate(time.monotonic())
     loop.start()
@@ -178,7 +175,7 @@ def runtime_rss_mb(policy_path) -> tuple[float, bool]:
         "sys.path.insert(0, %r)\n"
         "from runtime_latency import build\n"
         "import pupper_ros.node, pupper_ros.walk, pupper_ros.backends.serial_backend\n"
-        "controller, _ = build(%r, 50.0)\n"
+        "controller = build(%r, 50.0)[0].controller\n"
         "controller.activate(0.0)\n"
         "[controller.tick(0.02 * k) for k in range(1, 200)]\n"
         "heavy = any(m.split('.')[0] in ('torch', 'pybullet') for m in sys.modules)\n"

@@ -40,12 +40,9 @@ def decoder_throughput(frames: int = 200_000) -> float:
 
 
 def command_latency(seconds: float):
-    from pupper_ros.backends.serial_backend import SerialBackend
-    from pupper_ros.control_loop import ControlLoop
-    from pupper_ros.controller import Controller
+    from pupper_ros.assembly import assemble, parameter_values
     from pupper_ros.policy import load_policy
     from pupper_ros.robot_profile import load_robot_profile
-    from pupper_ros.safety import SafetyLimits, SafetySupervisor
     from tests.policies import standing_network, write_policy
 
     profile = load_robot_profile()
@@ -56,11 +53,8 @@ def command_latency(seconds: float):
     emulator = subprocess.Popen([sys.executable, "-m", "pupper_ros.sim.firmware_emulator", "--link", str(link)],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     emulator.stdout.readline()  # its banner: the port is ready
-    period = 0.02
-    backend = SerialBackend(profile, period, port=str(link))
-    backend.open()
-    supervisor = SafetySupervisor(profile, SafetyLimits(control_period=period), policy.info.command_low, policy.info.command_high)
-    controller = Controller(profile, policy, supervisor, backend, 1)
+    runtime = assemble(profile, policy, parameter_values(backend="serial", serial_port=str(link)))
+    backend, controller, loop = runtime.backend, runtime.controller, runtime.loop
     arrival_to_write, tick_to_write = [], []
     original_write = backend.write
     tick_start = [0.0]
@@ -80,7 +74,6 @@ def command_latency(seconds: float):
 
     controller.tick = timed_tick
     time.sleep(0.3)
-    loop = ControlLoop(controller, period)
     controller.activate(time.monotonic())
     loop.start()
     time.sleep(seconds)

@@ -26,14 +26,14 @@ from std_msgs.msg import Empty, String
 from std_srvs.srv import Trigger
 
 from pupper_ros import resources
-from pupper_ros.backends import backend_class
 from pupper_ros.rotations import rotation_matrix
 from pupper_ros.control_loop import ControlLoop
 from pupper_ros.controller import Controller
-from pupper_ros.parameters import FIRST_POLICY, NODE_NAME, PARAMETERS, policy_entries, safety_limits
+from pupper_ros.assembly import assemble
+from pupper_ros.parameters import FIRST_POLICY, NODE_NAME, PARAMETERS, ParameterError, policy_entries
 from pupper_ros.policy import PolicyLoadError, load_policy
 from pupper_ros.robot_profile import ProfileError, load_robot_profile
-from pupper_ros.safety import JointCommand, SafetySupervisor, State
+from pupper_ros.safety import JointCommand, State
 
 DEACTIVATED, SHUT_DOWN = "deactivated", "shut down"
 ORDERLY_STOPS = (DEACTIVATED, SHUT_DOWN)  # asked for by the operator: logged as information, not as a fault
@@ -159,23 +159,19 @@ class WalkNode(LifecycleNode):
         return {p.name: self._param(p.name) for p in PARAMETERS}
 
     def _configure(self) -> None:
-        backend_name = self._param("backend")
+        values = self._param_values()
         try:
-            backend_cls = backend_class(backend_name)
-        except ValueError as exc:
-            raise ConfigurationError(f"parameter 'backend': {exc}") from exc
-        try:
-            self.profile = profile = load_robot_profile(self._param("robot"))
+            self.profile = profile = load_robot_profile(values["robot"])
         except ProfileError as exc:
             raise ConfigurationError(f"parameter 'robot': {exc}") from exc
-        policy_path = self._param("policy") or str(resources.default_policy_path(profile.name))
+        policy_path = values["policy"] or str(resources.default_policy_path(profile.name))
         try:
             self.policy = policy = load_policy(Path(policy_path).expanduser(), profile)
         except PolicyLoadError as exc:
             raise ConfigurationError(f"parameter 'policy': {exc}") from exc
         self.policies, self.active_policy = {FIRST_POLICY: policy}, FIRST_POLICY
         try:
-            entries = policy_entries(self._param("policies"))
+            entries = policy_entries(values["policies"])
         except ValueError as exc:
             raise ConfigurationError(f"parameter 'policies': {exc}") from exc
         for name, path in entries:
@@ -188,52 +184,22 @@ class WalkNode(LifecycleNode):
                                          "than the 'policy' parameter's; one daemon runs one contract")
             self.policies[name] = other
 
-        policy_rate = policy.contract.control_rate_hz
-        rate = self._param("control_rate") or policy_rate
-        if rate <= 0 or not math.isfinite(rate):
-            raise ConfigurationError(f"parameter 'control_rate' must be positive, got {rate}")
-        ratio = rate / policy_rate
-        if abs(ratio - round(ratio)) > 1e-6 or round(ratio) < 1:
-            raise ConfigurationError(f"parameter 'control_rate' {rate} Hz must be a whole multiple of the policy's {policy_rate} Hz")
-        period = 1.0 / rate
         try:
-            limits = safety_limits(self._param_values(), profile, period)
-            supervisor = SafetySupervisor(profile, limits, policy.info.command_low, policy.info.command_high)
-        except ValueError as exc:
-            raise ConfigurationError(f"parameter '{str(exc).split()[0]}': {exc}") from exc
+            runtime = assemble(profile, policy, values, context=self.context, on_tick=self._on_tick)
+        except ParameterError as exc:
+            raise ConfigurationError(str(exc)) from exc
+        except Exception as exc:  # the backend did not open
+            raise ConfigurationError(f"backend '{values['backend']}' failed to open: {exc}") from exc
         if self.latched_fault:  # a new supervisor does not forget a latch: only ~/clear_fault releases it
-            supervisor.fault(self.latched_fault)
-
-        if backend_name == "ros2_control":
-            backend = backend_cls(profile, period, context=self.context, damping_kd=self._param("damping_kd"),
-                                  activate_controllers=self._param("activate_controllers"),
-                                  **{name: self._param(name) for name in ("joint_states_topic", "imu_topic",
-                                     "position_controller", "kp_controller", "kd_controller")})
-        elif backend_name == "sim":
-            from pupper_ros.sim import EngineError, check_engine
-
-            try:
-                check_engine(self._param("sim_engine"))
-            except EngineError as exc:
-                raise ConfigurationError(f"parameter 'sim_engine': {exc}") from exc
-            backend = backend_cls(profile, period, engine=self._param("sim_engine"), gui=self._param("sim_gui"),
-                                  realtime=self._param("sim_realtime"))
-        else:
-            backend = backend_cls(profile, period, port=self._param("serial_port"), baud=self._param("serial_baud"),
-                                  damping_kd=self._param("damping_kd"))
+            runtime.supervisor.fault(self.latched_fault)
+        backend = self.backend = runtime.backend
         try:
-            backend.open()
-        except Exception as exc:
-            raise ConfigurationError(f"backend '{backend_name}' failed to open: {exc}") from exc
-        self.backend = backend
-        try:
-            self.recorder = self._open_recorder(backend_name)
+            self.recorder = self._open_recorder(values["backend"])
         except ConfigurationError:
             backend.abandon()  # puts back what open changed on the robot (a controller switch)
             raise
-        self.controller = Controller(profile, policy, supervisor, backend, int(round(ratio)))
+        self.controller, self.loop = runtime.controller, runtime.loop
         self.telemetry = Telemetry(profile.num_joints)
-        self.loop = ControlLoop(self.controller, period, lockstep=backend.lockstep, on_tick=self._on_tick)
 
         self._joint_names = list(profile.joints)
         sensor = qos_profile_sensor_data

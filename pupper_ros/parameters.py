@@ -15,6 +15,14 @@ from pupper_ros.safety import SafetyLimits, joint_speed_limit
 NODE_NAME = "pupper_walk"  # the daemon's node; its private topics are /pupper_walk/...
 
 
+class ParameterError(ValueError):
+    """A parameter value the runtime cannot be built with; the message names the parameter."""
+
+    def __init__(self, name: str, problem: str, message: str = ""):
+        self.name = name
+        super().__init__(message or f"parameter '{name}': {problem}")
+
+
 @dataclass(frozen=True)
 class Param:
     name: str

@@ -74,8 +74,9 @@ def load_replay_policy(log: FlightLog, profile, path: Path | None):
 
 
 def control_period(log: FlightLog, policy_rate_hz: float) -> float:
-    rate = log.parameters.get("control_rate") or policy_rate_hz
-    return 1.0 / rate
+    from pupper_ros.assembly import loop_timing
+
+    return loop_timing(policy_rate_hz, log.parameters.get("control_rate", 0.0)).period
 
 
 # --- --policy ------------------------------------------------------------------------------------------------------
@@ -203,23 +204,20 @@ def command_segments(log: FlightLog, command_timeout: float) -> list[tuple[float
 
 
 def replay_closed_loop(log: FlightLog, engine: str, policy_path: Path | None = None) -> SimReplay:
-    from pupper_ros.backends.sim_backend import SimBackend
-    from pupper_ros.controller import Controller
-    from pupper_ros.parameters import safety_limits
+    from pupper_ros.assembly import assemble, parameter_values
+    from pupper_ros.parameters import BY_NAME, ParameterError
     from pupper_ros.rotations import rotation_matrix
-    from pupper_ros.safety import SafetySupervisor
 
     profile = logged_profile(log)
     policy = load_replay_policy(log, profile, policy_path)
-    period = control_period(log, policy.contract.control_rate_hz)
+    logged = {name: value for name, value in log.parameters.items() if name in BY_NAME}  # an older log may lack some
+    values = parameter_values(**logged) | {"backend": "sim", "sim_engine": engine, "sim_realtime": False,
+                                           "sim_gui": False, "record_log": "", "policies": ""}
     try:
-        limits = safety_limits(log.parameters, profile, period)
-    except (KeyError, ValueError) as exc:
-        raise ReplayError(f"the log's parameters do not make safety limits: {exc}") from exc
-    supervisor = SafetySupervisor(profile, limits, policy.info.command_low, policy.info.command_high)
-    backend = SimBackend(profile, period, engine=engine, realtime=False)
-    backend.open()
-    controller = Controller(profile, policy, supervisor, backend, max(1, round(1.0 / (period * policy.contract.control_rate_hz))))
+        runtime = assemble(profile, policy, values)
+    except (KeyError, ParameterError) as exc:
+        raise ReplayError(f"the log's parameters do not make a runtime: {exc}") from exc
+    backend, controller = runtime.backend, runtime.controller
     n = log.ticks
     q, rates, achieved = np.zeros((n, profile.num_joints)), np.zeros((n, 3)), np.zeros((n, 3))
     commands = iter(zip(log.cmd_vel_time, log.cmd_vel))
@@ -240,7 +238,7 @@ def replay_closed_loop(log: FlightLog, engine: str, policy_path: Path | None = N
         backend.close()
     time = log.tick_time - log.tick_time[0]
     velocity = []
-    for start, end, command in command_segments(log, limits.command_timeout):
+    for start, end, command in command_segments(log, runtime.supervisor.limits.command_timeout):
         window = (log.tick_time >= start + VELOCITY_SETTLE_SECONDS) & (log.tick_time < end)
         if window.any():
             velocity.append((start - log.tick_time[0], end - log.tick_time[0], command, achieved[window].mean(axis=0)))

@@ -16,6 +16,7 @@ import yaml
 from pupper_ros import resources
 
 COMMAND_AXES = ("vx", "vy", "yaw_rate")
+DEFAULT_PHYSICS_DT = 0.005  # s, a profile's physics step when its 'simulation' section gives none
 
 
 class ProfileError(ValueError):
@@ -53,7 +54,7 @@ class RobotProfile:
     standing_height: float
     tilt_limit: float
     actuator: ActuatorModel = field(default_factory=ActuatorModel)
-    physics_dt: float = 0.005  # s, a physics step at which this model's explicit PD is stable in PyBullet
+    physics_dt: float = DEFAULT_PHYSICS_DT  # s, a physics step at which this model's explicit PD is stable in PyBullet
     extra: dict = field(default_factory=dict)  # backend-specific sections (e.g. ``serial``), validated by their users
 
     @property
@@ -173,6 +174,6 @@ def profile_from_dict(raw: dict, base_dir: Path, source: str = "profile") -> Rob
         standing_height=positive("standing_height", raw["standing_height"]),
         tilt_limit=positive("tilt_limit", raw["tilt_limit"]),
         actuator=_actuator(raw.get("actuator", {}), positive),
-        physics_dt=positive("simulation.physics_dt", raw.get("simulation", {}).get("physics_dt", 0.005)),
+        physics_dt=positive("simulation.physics_dt", raw.get("simulation", {}).get("physics_dt", DEFAULT_PHYSICS_DT)),
         extra={k: raw[k] for k in _OPTIONAL if k in raw and k not in ("actuator", "simulation")},
     )

@@ -102,6 +102,8 @@ def test_cmd_vel_reaches_the_supervisor_clamped(ros, standing_policy):
         ({"robot": "pupper_v9"}, "parameter 'robot': unknown robot 'pupper_v9'"),
         ({"control_rate": 75.0}, "parameter 'control_rate' 75.0 Hz must be a whole multiple"),
         ({"joint_limit_margin": 0.5}, "parameter 'joint_limit_margin'"),
+        ({"sim_engine": "mujoco", "control_rate": 100.0},
+         "parameter 'control_rate': a 10 ms control period is not a whole number of 4 ms physics steps"),
     ],
 )
 def test_bad_configuration_fails_configure_naming_the_parameter(ros, standing_policy, params, message):

@@ -142,3 +142,18 @@ def test_both_engines_render_a_frame_headless(sims):
         frame = sim.render(width=160, height=120)
         assert frame.shape == (120, 160, 3) and frame.dtype.name == "uint8", engine
         assert frame.std() > 5, f"{engine}: a blank frame"
+
+
+def test_one_rule_cuts_a_control_period_into_physics_steps_and_refuses_to_round():
+    """Runtime and training share physics_substeps: a whole number of steps, a period shorter than a step is one
+    finer step, and a period the step does not divide is refused (it used to be rounded: training at a 3 ms step
+    would have run a 21 ms control period)."""
+    from pupper_ros.sim import physics_substeps
+    from training.config import ConfigError, load_config
+
+    assert [physics_substeps(0.02, dt) for dt in (0.005, 0.004, 0.0005)] == [4, 5, 40]
+    assert physics_substeps(0.002, 0.005) == 1 and physics_substeps(0.001, 0.001) == 1
+    with pytest.raises(ValueError, match="a 20 ms control period is not a whole number of 3 ms physics steps"):
+        physics_substeps(0.02, 0.003)
+    with pytest.raises(ConfigError, match="env.physics_dt: a 20 ms control period is not a whole number of 3 ms"):
+        load_config(overrides={"env": {"physics_dt": 0.003}})

@@ -11,12 +11,9 @@ import numpy as np
 import pytest
 
 from pupper_ros import resources
-from pupper_ros.backends.sim_backend import SimBackend
-from pupper_ros.control_loop import ControlLoop
-from pupper_ros.controller import Controller
-from pupper_ros.parameters import PARAMETERS, safety_limits
+from pupper_ros.assembly import assemble, parameter_values
 from pupper_ros.policy import load_policy
-from pupper_ros.safety import SafetySupervisor, State
+from pupper_ros.safety import State
 from tests.shipped import ROBOTS
 from training.env import PupperEnv
 from training.evaluate import SETTLE_SECONDS, command_suite, run_episode
@@ -35,14 +32,9 @@ def _yaw(orientation) -> float:
 def runtime_velocity(profile, command) -> np.ndarray:
     """Mean (vx, vy, yaw rate) in the heading frame while the runtime walks ``command`` for SECONDS."""
     policy = load_policy(resources.default_policy_path(profile.name), profile)
-    period = policy.contract.control_period
-    defaults = {p.name: p.default for p in PARAMETERS}  # the daemon's limits when no parameter is set
-    supervisor = SafetySupervisor(profile, safety_limits(defaults, profile, period),
-                                  policy.info.command_low, policy.info.command_high)
-    backend = SimBackend(profile, period, realtime=False)
-    backend.open()
-    controller = Controller(profile, policy, supervisor, backend, 1)
-    loop = ControlLoop(controller, period, lockstep=True)
+    runtime = assemble(profile, policy, parameter_values(sim_realtime=False))  # the daemon's defaults, lock-step
+    supervisor, backend, controller, loop = runtime.supervisor, runtime.backend, runtime.controller, runtime.loop
+    period = runtime.timing.period
     assert controller.activate(loop.now())
     loop.run_ticks(int(3.0 / period))  # stand up and fade in
     assert supervisor.state == State.WALKING

@@ -19,6 +19,7 @@ from pupper_ros.contract import CURRENT_CONTRACT, ActionMapping, ObservationBuil
 from pupper_ros.robot_profile import load_robot_profile
 from pupper_ros.rotations import rotate
 from pupper_ros.safety import TargetEnvelope
+from pupper_ros.sim import physics_substeps
 from pupper_ros.sim.mujoco_batch import MujocoBatch
 from pupper_ros.sim.simulation import NOMINAL_GROUND_FRICTION
 from training.config import TrainConfig
@@ -35,10 +36,10 @@ class BatchedPupperEnv:
         self.robots = n = robots
         self.profile = profile = load_robot_profile(config.robot)
         self.contract = CURRENT_CONTRACT
-        self.physics_dt = config.physics_dt()
+        self.decimation = physics_substeps(self.contract.control_period, config.physics_dt())
+        self.physics_dt = self.contract.control_period / self.decimation
         self.sim = MujocoBatch(profile, robots, physics_dt=self.physics_dt, threads=threads)
-        self.decimation = max(1, round(self.contract.control_period / self.physics_dt))
-        self.dt = self.decimation * self.physics_dt
+        self.dt = self.contract.control_period
         self.builder = ObservationBuilder(self.contract, profile, robots=n)
         self.clean_builder = ObservationBuilder(self.contract, profile, robots=n)
         self.mapping = ActionMapping(self.contract, profile)

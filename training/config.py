@@ -188,6 +188,14 @@ class TrainConfig:
         _at_least("save_every", self.save_every, 1)
         for section in (self.env, self.noise, self.randomization, self.rewards, self.policy, self.ppo):
             section.validate()
+        if self.env.physics_dt:
+            from pupper_ros.contract import CURRENT_CONTRACT
+            from pupper_ros.sim import physics_substeps
+
+            try:
+                physics_substeps(CURRENT_CONTRACT.control_period, self.env.physics_dt)
+            except ValueError as exc:
+                raise ConfigError(f"env.physics_dt: {exc}") from exc
         return self
 
     def to_dict(self) -> dict:

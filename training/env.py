@@ -16,7 +16,7 @@ import numpy as np
 from pupper_ros.contract import CURRENT_CONTRACT, ActionMapping, GaitClock, ObservationBuilder, projected_gravity
 from pupper_ros.robot_profile import load_robot_profile
 from pupper_ros.safety import TargetEnvelope
-from pupper_ros.sim import make_simulation
+from pupper_ros.sim import make_simulation, physics_substeps
 from pupper_ros.sim.simulation import NOMINAL_GROUND_FRICTION, tilt
 from training.config import TrainConfig, load_config
 from training.rewards import RewardInputs, total_reward
@@ -33,10 +33,10 @@ class PupperEnv(gym.Env):
         self.render_mode = render_mode
         self.profile = load_robot_profile(self.config.robot)
         self.contract = CURRENT_CONTRACT
-        self.physics_dt = self.config.physics_dt()
+        self.decimation = physics_substeps(self.contract.control_period, self.config.physics_dt())
+        self.physics_dt = self.contract.control_period / self.decimation
         self.sim = make_simulation(self.profile, self.config.env.engine, physics_dt=self.physics_dt)
-        self.decimation = max(1, round(self.contract.control_period / self.physics_dt))
-        self.dt = self.decimation * self.physics_dt
+        self.dt = self.contract.control_period
         self.builder = ObservationBuilder(self.contract, self.profile)  # what the policy sees (noisy)
         self.clean_builder = ObservationBuilder(self.contract, self.profile)  # the same without noise, for the critic
         self.mapping = ActionMapping(self.contract, self.profile)

@@ -20,6 +20,12 @@ class Backend(ABC):
     #: broadcasters already do).
     publishes_sensors: bool = True
 
+    @classmethod
+    def from_parameters(cls, profile, control_period: float, values: dict, context=None) -> "Backend":
+        """This backend configured from the daemon's parameter values (``pupper_ros.parameters``); ``context`` is
+        the node's ROS context, for a backend that talks ROS. Raises ``ParameterError`` naming a bad value."""
+        raise NotImplementedError(f"{cls.__name__} is not made from parameters")
+
     @abstractmethod
     def open(self) -> None: ...
 

@@ -100,6 +100,13 @@ class Ros2ControlBackend(Backend):
         self._closing = threading.Event()
         self.stop_report = ""
 
+    @classmethod
+    def from_parameters(cls, profile, control_period, values, context=None) -> "Ros2ControlBackend":
+        return cls(profile, control_period, context=context, damping_kd=values["damping_kd"],
+                   activate_controllers=values["activate_controllers"],
+                   **{name: values[name] for name in ("joint_states_topic", "imu_topic", "position_controller",
+                                                      "kp_controller", "kd_controller")})
+
     # --- configure ---------------------------------------------------------------------------------------------
     def open(self) -> None:
         _, switch_type = controller_manager_services()

@@ -71,6 +71,11 @@ class SerialBackend(Backend):
         self._frame_times: list[float] = []
         self._position_fw = np.zeros(n)
 
+    @classmethod
+    def from_parameters(cls, profile, control_period, values, context=None) -> "SerialBackend":
+        return cls(profile, control_period, port=values["serial_port"], baud=values["serial_baud"],
+                   damping_kd=values["damping_kd"])
+
     # --- link --------------------------------------------------------------------------------------------------
     def open(self) -> None:
         self._port = self._open_port()

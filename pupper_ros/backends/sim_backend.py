@@ -12,7 +12,8 @@ import numpy as np
 from pupper_ros.backends.backend import Backend, BackendError
 from pupper_ros.robot_profile import RobotProfile
 from pupper_ros.safety import JointCommand, SensorSample
-from pupper_ros.sim import DEFAULT_ENGINE, control_substeps, make_simulation
+from pupper_ros.parameters import ParameterError
+from pupper_ros.sim import DEFAULT_ENGINE, EngineError, control_substeps, make_simulation
 from pupper_ros.rotations import rotation_matrix
 from pupper_ros.sim.simulation import GRAVITY, Simulation
 
@@ -32,9 +33,23 @@ class SimBackend(Backend):
         self._out: SensorSample | None = None  # what latest_sample hands out: unchanged until the next call
         self._last_velocity_world = np.zeros(3)
 
+    @classmethod
+    def from_parameters(cls, profile, control_period, values, context=None) -> "SimBackend":
+        return cls(profile, control_period, engine=values["sim_engine"], gui=values["sim_gui"],
+                   realtime=values["sim_realtime"])
+
     def open(self) -> None:
-        self._substeps = control_substeps(self.profile, self.engine, self.control_period, self._physics_dt)
-        self.sim = make_simulation(self.profile, self.engine, physics_dt=self.control_period / self._substeps, gui=self.gui)
+        """Raises ``ParameterError`` naming ``sim_engine`` for an engine that cannot run here, or ``control_rate``
+        for a control period the physics step does not divide."""
+        try:
+            self._substeps = control_substeps(self.profile, self.engine, self.control_period, self._physics_dt)
+        except ValueError as exc:
+            raise ParameterError("control_rate", str(exc)) from exc
+        try:
+            self.sim = make_simulation(self.profile, self.engine, physics_dt=self.control_period / self._substeps,
+                                       gui=self.gui)
+        except EngineError as exc:
+            raise ParameterError("sim_engine", str(exc)) from exc
         # The robot starts lying on its belly with limp legs, as a real robot does before activation.
         self.sim.reset(joint_position=self.profile.default_pose, base_height=self.profile.standing_height)
         self.sim.set_targets(self.profile.default_pose, kp=0.0, kd=0.1)

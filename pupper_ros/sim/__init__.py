@@ -21,11 +21,26 @@ DEFAULT_ENGINE = "pybullet"
 MUJOCO_PHYSICS_DT = 0.004  # the Pupper v3 reference model's step
 
 
+def physics_substeps(control_period: float, physics_dt: float) -> int:
+    """The one rule, for the runtime's simulators and for training, of how a control period is cut into physics
+    steps: a whole number of ``physics_dt`` steps. A period no longer than one step is one step of the period (the
+    step shrinks, which only makes the physics finer). A longer period that ``physics_dt`` does not divide is refused
+    (ValueError): rounding either one would simulate another control rate, or another step, than was asked for."""
+    if not (control_period > 0 and physics_dt > 0):
+        raise ValueError(f"control period and physics step must be positive, got {control_period} and {physics_dt}")
+    steps = control_period / physics_dt
+    if steps <= 1.0 + 1e-9:
+        return 1
+    if abs(steps - round(steps)) > 1e-6 * steps:
+        raise ValueError(f"a {control_period * 1e3:g} ms control period is not a whole number of {physics_dt * 1e3:g} ms "
+                         "physics steps")
+    return round(steps)
+
+
 def control_substeps(profile: RobotProfile, engine: str, control_period: float, physics_dt: float | None = None) -> int:
-    """How many physics steps one control period is cut into: as many as make each step no longer than
-    ``physics_dt`` (default: ``default_physics_dt``), rounded; the simulation then steps ``control_period /
-    substeps``."""
-    return max(1, round(control_period / (physics_dt or default_physics_dt(profile, engine))))
+    """``physics_substeps`` at ``physics_dt`` or, by default, the engine's step for this robot (``default_physics_dt``);
+    the simulation then steps ``control_period / substeps``."""
+    return physics_substeps(control_period, physics_dt or default_physics_dt(profile, engine))
 
 
 def default_physics_dt(profile: RobotProfile, engine: str) -> float:
