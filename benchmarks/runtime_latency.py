@@ -33,7 +33,7 @@ os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
 from pupper_ros import resources  # noqa: E402
 from pupper_ros.backends.backend import Backend  # noqa: E402
-from pupper_ros.safety import JointCommand, SensorSample  # noqa: E402
+from pupper_ros.backends.io import JointCommand, SensorSample  # noqa: E402
 
 
 class FixedSampleBackend(Backend):
@@ -107,7 +107,7 @@ def step_latency(policy_path, ticks: int = 20000):
 
 
 def recorder_for(controller, policy, path):
-    from pupper_ros.flight_recorder import FlightRecorder
+    from pupper_ros.flight_log.recorder import FlightRecorder
 
     return FlightRecorder(path, controller.profile, policy, {}, "benchmark")
 
@@ -174,7 +174,7 @@ def runtime_rss_mb(policy_path) -> tuple[float, bool]:
         "import sys, numpy as np\n"
         "sys.path.insert(0, %r)\n"
         "from runtime_latency import build\n"
-        "import pupper_ros.node, pupper_ros.walk, pupper_ros.backends.serial_backend\n"
+        "import pupper_ros.ros.node, pupper_ros.ros.walk, pupper_ros.backends.serial_backend\n"
         "controller = build(%r, 50.0)[0].controller\n"
         "controller.activate(0.0)\n"
         "[controller.tick(0.02 * k) for k in range(1, 200)]\n"
@@ -232,7 +232,7 @@ def startup_and_shutdown(backend: str) -> tuple[float, float, int | None]:
         robot = RobotStandIn(backend, Path(tmp))
         try:
             start = time.monotonic()
-            proc = subprocess.Popen([sys.executable, "-m", "pupper_ros.walk", *robot.args], stdout=subprocess.DEVNULL,
+            proc = subprocess.Popen([sys.executable, "-m", "pupper_ros.ros.walk", *robot.args], stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
             elapsed = float("nan")
             while time.monotonic() - start < 60:

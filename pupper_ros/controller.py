@@ -15,7 +15,8 @@ from pupper_ros.backends import Backend, BackendError
 from pupper_ros.contract import ActionMapping, GaitClock, ObservationBuilder, all_finite, projected_gravity
 from pupper_ros.policy import OnnxPolicy
 from pupper_ros.robot_profile import RobotProfile
-from pupper_ros.safety import JointCommand, SafetySupervisor, SensorSample, State
+from pupper_ros.backends.io import JointCommand, SensorSample
+from pupper_ros.safety import SafetySupervisor, State
 
 
 class Controller:

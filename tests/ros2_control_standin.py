@@ -330,7 +330,7 @@ class Ros2ControlStandIn:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pupper_ros.node import odometry_message
+    from pupper_ros.ros.telemetry import odometry_message
     from pupper_ros.robot_profile import load_robot_profile
 
     parser = argparse.ArgumentParser(prog="python -m tests.ros2_control_standin", description=__doc__,

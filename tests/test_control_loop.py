@@ -13,7 +13,8 @@ from pupper_ros.backends.backend import Backend
 from pupper_ros.control_loop import ControlLoop
 from pupper_ros.controller import Controller
 from pupper_ros.policy import load_policy
-from pupper_ros.safety import SafetyLimits, SafetySupervisor, SensorSample, State
+from pupper_ros.backends.io import SensorSample
+from pupper_ros.safety import SafetyLimits, SafetySupervisor, State
 from tests.policies import standing_network, write_policy
 from tests.ros_helpers import EVENTUALLY_S, wait_until
 

@@ -15,14 +15,16 @@ from mcap_ros2.reader import read_ros2_messages
 
 from pupper_ros import resources
 from pupper_ros.contract import CURRENT_CONTRACT
-from pupper_ros.flight_log import iter_messages
-from pupper_ros.flight_recorder import (ACTION, DIAGNOSTICS, HEADER_TOPIC, IMU, JOINT_COMMANDS, JOINT_STATES, OBSERVATION, STATE,
-                                        FlightRecorder, RecorderError, file_digest)
+from pupper_ros.flight_log.reader import iter_messages
+from pupper_ros.flight_log.recorder import FlightRecorder, RecorderError, file_digest
+from pupper_ros.flight_log.schema import (ACTION, DIAGNOSTICS, HEADER_TOPIC, IMU, JOINT_COMMANDS, JOINT_STATES, OBSERVATION,
+                                          STATE)
 from pupper_ros.policy import load_policy
-from pupper_ros.safety import JointCommand, SensorSample, State
+from pupper_ros.backends.io import JointCommand, SensorSample
+from pupper_ros.safety import State
 from tests.ros_helpers import WalkClient, stop_process
 
-WALK = [sys.executable, "-m", "pupper_ros.walk"]
+WALK = [sys.executable, "-m", "pupper_ros.ros.walk"]
 
 
 def read_log(path):
@@ -146,7 +148,7 @@ def test_a_robots_log_is_in_ros_time_and_replays_on_the_loops_clock(ros, tmp_pat
     (test_a_demo_run_records_every_tick...: lock-step ticks from zero)."""
     import time
 
-    from pupper_ros.flight_log import read_flight_log
+    from pupper_ros.flight_log.reader import read_flight_log
     from pupper_ros.sim.firmware_emulator import FirmwareEmulator
 
     emulator = FirmwareEmulator(profile, link=tmp_path / "tty")
@@ -175,7 +177,7 @@ def test_a_robots_log_is_in_ros_time_and_replays_on_the_loops_clock(ros, tmp_pat
     assert started_wall <= stamp.sec * 1_000_000_000 + stamp.nanosec <= ended_wall
     flight = read_flight_log(log)
     assert started_monotonic <= flight.tick_time[0] <= flight.tick_time[-1] <= ended_monotonic
-    replay = subprocess.run([sys.executable, "-m", "pupper_ros.replay", str(log), "--policy"], capture_output=True,
+    replay = subprocess.run([sys.executable, "-m", "pupper_ros.flight_log.replay", str(log), "--policy"], capture_output=True,
                             text=True, timeout=120)
     assert replay.returncode == 0, replay.stdout + replay.stderr
 

@@ -37,6 +37,7 @@ SOURCE_PACKAGES = {"pupper_ros": "pupper_ros", "training": "training", "models":
 SHARE_FILES = ["package.xml", "launch/walk.launch.py", "config/walk.yaml"]
 NOT_DATA = ("__pycache__",)
 NOT_DATA_SUFFIXES = (".pyc", ".pyo", ".pyd", ".onnx.tmp")  # MANIFEST.in's global-exclude
+TRAINING_FILES = ("_checkpoint.pt", "_progress.csv")  # MANIFEST.in's excludes: in the repository, not on the robot
 COPY_IGNORE = shutil.ignore_patterns(".venv", ".git", "build", "dist", "*.egg-info", "runs", "__pycache__",
                                      ".pytest_cache", ".hypothesis")
 RUNTIME_EXTRAS = ("ros", "sim", "mujoco")  # what the daemon on a simulated robot needs, in either engine; no torch
@@ -80,7 +81,8 @@ def source_files() -> set[str]:
     for source, installed in SOURCE_PACKAGES.items():
         for path in (ROOT / source).rglob("*"):
             rel = path.relative_to(ROOT / source)
-            if path.is_file() and not any(part in NOT_DATA for part in rel.parts) and not path.name.endswith(NOT_DATA_SUFFIXES):
+            if (path.is_file() and not any(part in NOT_DATA for part in rel.parts)
+                    and not path.name.endswith(NOT_DATA_SUFFIXES + TRAINING_FILES)):
                 files.add(f"{installed}/{rel.as_posix()}")
     return files
 
@@ -178,9 +180,13 @@ def installs(wheel_venv, robot_venv, colcon_workspace):
 # --- what is installed -------------------------------------------------------------------------------------------
 
 
-def test_the_wheel_install_holds_every_module_and_data_file_of_the_source_tree(wheel_venv):
+def test_the_wheel_install_holds_every_module_and_data_file_of_the_source_tree(wheel_venv, colcon_workspace):
     site = site_packages(wheel_venv)
     assert installed_files(site) == source_files()
+    colcon = installed_files(site_packages(colcon_workspace / "install" / PACKAGE))
+    for files in (installed_files(site), colcon):  # the robot installs what it runs: no checkpoint, no training log
+        assert not [f for f in files if f.endswith(TRAINING_FILES)]
+    assert list((ROOT / "models").glob("*_checkpoint.pt"))  # while the repository keeps them for --resume
     for name in SHARE_FILES:  # data_files land under the environment's prefix
         assert (wheel_venv / "share" / PACKAGE / name).is_file(), name
 

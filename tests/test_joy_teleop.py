@@ -12,7 +12,7 @@ from geometry_msgs.msg import Twist
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Joy
 
-from pupper_ros.joy_teleop import JOY_TIMEOUT, JoyCommander, JoyMapping, MappingError
+from pupper_ros.ros.joy_teleop import JOY_TIMEOUT, JoyCommander, JoyMapping, MappingError
 from tests.ros_helpers import WalkClient, stop_process
 from tests.test_node import make_node
 from tests.test_policy_switching import policies  # noqa: F401 - the fixture
@@ -123,7 +123,7 @@ def test_the_gamepad_drives_stops_clears_and_switches_policy(ros, policies, prof
     pad = Pad(ros, probe)
     node.trigger_configure()
     node.trigger_activate()
-    teleop = subprocess.Popen([sys.executable, "-m", "pupper_ros.teleop", "--joy", "--mapping", "dualsense"],
+    teleop = subprocess.Popen([sys.executable, "-m", "pupper_ros.ros.teleop", "--joy", "--mapping", "dualsense"],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     b = DUALSENSE.buttons
     try:

@@ -11,7 +11,7 @@ import pytest
 import rclpy
 import yaml
 
-from pupper_ros.node import NODE_NAME, WalkNode
+from pupper_ros.ros.node import NODE_NAME, WalkNode
 from pupper_ros.parameters import PARAMETERS
 from tests.launch_standin import node_arguments, run_launch_file
 

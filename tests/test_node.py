@@ -8,7 +8,7 @@ from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from std_msgs.msg import Empty
 
-from pupper_ros.node import WalkNode
+from pupper_ros.ros.node import WalkNode
 from tests.policies import standing_network, write_policy
 from tests.ros_helpers import RosHarness, WalkClient
 
@@ -173,7 +173,7 @@ def test_an_exception_in_the_nodes_per_tick_work_shows_in_state_and_diagnostics(
     def broken(now, controller):
         raise ValueError("telemetry buffer mismatch")
 
-    node.telemetry.capture = broken
+    node.publisher.telemetry.capture = broken
     assert ros.spin_until(lambda: probe.state == "DAMPING", timeout=10)
     expected = "DAMPING: control loop failed: ValueError: telemetry buffer mismatch"
     assert ros.spin_until(lambda: any(d.status[0].level == DiagnosticStatus.ERROR and d.status[0].message == expected

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import rclpy
 
-from pupper_ros import preflight
+from pupper_ros.ros import preflight
 from pupper_ros.sim.firmware_emulator import FirmwareEmulator
 from pupper_ros.sim.sensor_faults import SensorFaults
 from tests.ros2_control_standin import Ros2ControlStandIn
@@ -187,7 +187,7 @@ def test_the_command_line_writes_its_table_and_json(tmp_path, profile):
     emulator.start()
     try:
         report = tmp_path / "preflight.json"
-        proc = subprocess.run([sys.executable, "-m", "pupper_ros.preflight", "--backend", "serial", "--port",
+        proc = subprocess.run([sys.executable, "-m", "pupper_ros.ros.preflight", "--backend", "serial", "--port",
                                emulator.port, "--seconds", "1", "--json", str(report)],
                               capture_output=True, text=True, timeout=60)
     finally:
@@ -199,7 +199,7 @@ def test_the_command_line_writes_its_table_and_json(tmp_path, profile):
 
 
 def test_an_absent_robot_is_a_clear_exit_2(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "pupper_ros.preflight", "--backend", "serial", "--port",
+    proc = subprocess.run([sys.executable, "-m", "pupper_ros.ros.preflight", "--backend", "serial", "--port",
                            str(tmp_path / "no-such-tty")], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "no such device" in proc.stdout and "ROBOT NOT REACHED" in proc.stdout

@@ -13,16 +13,17 @@ import pytest
 from geometry_msgs.msg import Twist
 
 from pupper_ros import resources
-from pupper_ros.flight_log import FlightLogError, read_flight_log
-from pupper_ros.flight_recorder import FlightRecorder
+from pupper_ros.flight_log.reader import FlightLogError, read_flight_log
+from pupper_ros.flight_log.recorder import FlightRecorder
 from pupper_ros.policy import load_policy
-from pupper_ros.replay import (logged_policy_path, main, replay_closed_loop, replay_open_loop, replay_policy,
+from pupper_ros.flight_log.replay import (logged_policy_path, main, replay_closed_loop, replay_open_loop, replay_policy,
                                load_replay_policy)
-from pupper_ros.safety import JointCommand, SensorSample, State
+from pupper_ros.backends.io import JointCommand, SensorSample
+from pupper_ros.safety import State
 from tests.policies import write_policy
 from tests.ros_helpers import RosHarness, WalkClient, stop_process, wait_until
 
-WALK = [sys.executable, "-m", "pupper_ros.walk"]
+WALK = [sys.executable, "-m", "pupper_ros.ros.walk"]
 # Same engine, same robot: what remains is the start the log does not hold (body height, contacts). Measured
 # 0.007-0.009 rad over all joints, 0.015 for the worst joint, in 20-250 s logs.
 OPEN_LOOP_RMS_RAD = 0.015
@@ -184,7 +185,7 @@ def test_a_file_that_is_not_a_flight_log_gets_a_clear_error(tmp_path, capsys):
 
     from mcap_ros2.writer import Writer
 
-    from pupper_ros.flight_recorder import message_definition
+    from pupper_ros.flight_log.recorder import message_definition
 
     other = tmp_path / "chatter.mcap"
     with open(other, "wb") as f:

@@ -21,7 +21,7 @@ from controller_manager_msgs.srv import SwitchController
 from pupper_ros.backends import BackendError
 from pupper_ros.backends.ros2_control_backend import Ros2ControlBackend
 from tests.ros2_control_standin import Ros2ControlStandIn, StandInProcess
-from pupper_ros.safety import JointCommand
+from pupper_ros.backends.io import JointCommand
 from tests.ros_helpers import EVENTUALLY_S, RosHarness, WalkClient, stop_process, wait_until
 
 
@@ -33,7 +33,7 @@ SENSOR_TIMEOUT_S = 0.5
 
 
 def start_walk(*args):
-    return subprocess.Popen([sys.executable, "-m", "pupper_ros.walk", "--backend", "ros2_control", *args,
+    return subprocess.Popen([sys.executable, "-m", "pupper_ros.ros.walk", "--backend", "ros2_control", *args,
                              "--ros-args", "-p", f"sensor_timeout:={SENSOR_TIMEOUT_S}"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -83,7 +83,7 @@ def test_the_standin_speaks_in_orders_other_than_the_policys(standin, profile):
 def test_a_controller_lacking_a_joint_fails_configure_naming_it(profile):
     joints = [j for j in profile.joints if j != "leg_back_l_3"]
     with StandInProcess(joints_override={"forward_kd_controller": joints}):
-        result = subprocess.run([sys.executable, "-m", "pupper_ros.walk", "--backend", "ros2_control"], capture_output=True,
+        result = subprocess.run([sys.executable, "-m", "pupper_ros.ros.walk", "--backend", "ros2_control"], capture_output=True,
                                 text=True, timeout=120)
     assert result.returncode == 1
     assert "controller 'forward_kd_controller' lacks profile joint(s) leg_back_l_3" in result.stderr
@@ -307,7 +307,7 @@ def test_the_demo_walks_the_standin_measured_on_its_ground_truth_and_ends_in_dam
     """The robot docs' demo against the stand-in (docs/robots.md): pupper-walk --backend ros2_control --demo --demo-odom /standin/odom."""
     watch = RobotWatch(ros)
     with StandInProcess():
-        result = subprocess.run([sys.executable, "-m", "pupper_ros.walk", "--backend", "ros2_control", "--demo",
+        result = subprocess.run([sys.executable, "-m", "pupper_ros.ros.walk", "--backend", "ros2_control", "--demo",
                                  "--demo-odom", "/standin/odom", "--ros-args", "-p", f"sensor_timeout:={SENSOR_TIMEOUT_S}"],
                                 capture_output=True, text=True, timeout=180)
         print(result.stdout)

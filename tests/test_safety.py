@@ -8,7 +8,8 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import event as hypothesis_event
 from hypothesis import strategies as st
 
-from pupper_ros.safety import JointCommand, SafetyLimits, SafetySupervisor, SensorSample, State
+from pupper_ros.backends.io import JointCommand, SensorSample
+from pupper_ros.safety import SafetyLimits, SafetySupervisor, State
 
 DT = 0.02
 LEVEL = np.array([0.0, 0.0, 0.0, 1.0])

@@ -36,7 +36,7 @@ def emulator(tmp_path, profile):
 
 
 def start_walk(port, policy=None, robot=None):
-    args = [sys.executable, "-m", "pupper_ros.walk", "--backend", "serial", "--port", str(port)]
+    args = [sys.executable, "-m", "pupper_ros.ros.walk", "--backend", "serial", "--port", str(port)]
     if robot is not None:
         args += ["--robot", robot]
     if policy is not None:
@@ -212,7 +212,7 @@ def test_pupper_v2_joints_cross_the_link_by_name_with_the_firmware_directions(tm
     """The v2 profile's firmware layout (3 x 4 column-major, abduction signs flipped on the right legs): a pose set
     in the emulator's model arrives in profile order, and a command arrives as the same joint targets."""
     from pupper_ros.robot_profile import load_robot_profile
-    from pupper_ros.safety import JointCommand
+    from pupper_ros.backends.io import JointCommand
 
     v2 = load_robot_profile("pupper_v2")
     emu = FirmwareEmulator(v2, link=tmp_path / "tty-v2", realtime=True)

@@ -1,4 +1,4 @@
-from pupper_ros.teleop import SPEED_STEPS, YAW_PER_LINEAR, KeyState
+from pupper_ros.ros.teleop import SPEED_STEPS, YAW_PER_LINEAR, KeyState
 
 
 def test_keys_map_to_commands_and_speed_steps():

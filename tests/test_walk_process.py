@@ -11,7 +11,7 @@ from std_msgs.msg import Empty
 from tests.ros_helpers import WalkClient, assert_walks_forward, stop_process
 from tests.shipped import forward_speed_0_3
 
-WALK = [sys.executable, "-m", "pupper_ros.walk"]
+WALK = [sys.executable, "-m", "pupper_ros.ros.walk"]
 
 
 def start(*args):
@@ -97,8 +97,8 @@ def test_without_odometry_the_demo_plays_its_script_unmeasured_and_says_so(ros):
     from geometry_msgs.msg import Twist
     from std_msgs.msg import String
 
-    from pupper_ros.demo import DemoDriver
-    from pupper_ros.node import state_qos
+    from pupper_ros.ros.demo import DemoDriver
+    from pupper_ros.ros.interfaces import state_qos
 
     script = (("forward", 0.5, (0.3, 0.0, 0.0)), ("stop", 0.5, (0.0, 0.0, 0.0)))
     demo = ros.add(DemoDriver(script=script, odom_topic="/no_odometry_here", context=ros.context))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from pupper_ros.safety import JointCommand, SensorSample
+from pupper_ros.backends.io import JointCommand, SensorSample
 
 
 class BackendError(RuntimeError):

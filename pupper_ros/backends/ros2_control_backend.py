@@ -37,7 +37,7 @@ from std_msgs.msg import Float64MultiArray
 
 from pupper_ros.backends.backend import Backend, BackendError
 from pupper_ros.robot_profile import RobotProfile
-from pupper_ros.safety import JointCommand, SensorSample
+from pupper_ros.backends.io import JointCommand, SensorSample
 
 NEURAL_CONTROLLER = "neural_controller"  # the robot's own policy, which must not drive the joints at the same time
 FUTURE_STAMP_TOLERANCE_S = 0.5  # a message stamped further ahead than this is from a wrong clock

@@ -19,7 +19,7 @@ import serial
 
 from pupper_ros.backends.backend import Backend, BackendError
 from pupper_ros.robot_profile import RobotProfile
-from pupper_ros.safety import JointCommand, SensorSample
+from pupper_ros.backends.io import JointCommand, SensorSample
 from pupper_ros.serial_protocol import FirmwareLayout, StatusDecoder, encode_host_frame
 
 RECONNECT_BACKOFF = (0.1, 2.0)  # s, first and largest wait between reopen attempts

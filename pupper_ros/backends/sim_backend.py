@@ -11,7 +11,7 @@ import numpy as np
 
 from pupper_ros.backends.backend import Backend, BackendError
 from pupper_ros.robot_profile import RobotProfile
-from pupper_ros.safety import JointCommand, SensorSample
+from pupper_ros.backends.io import JointCommand, SensorSample
 from pupper_ros.parameters import ParameterError
 from pupper_ros.sim import DEFAULT_ENGINE, EngineError, control_substeps, make_simulation
 from pupper_ros.rotations import rotation_matrix

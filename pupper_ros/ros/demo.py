@@ -15,7 +15,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
-from pupper_ros.node import state_qos
+from pupper_ros.ros.interfaces import state_qos
 
 SETTLE_SECONDS = 1.0  # the start of each segment is acceleration, not tracking
 ODOMETRY_WAIT_SECONDS = 3.0  # after WALKING, how long to wait for a first odometry message before playing unmeasured

@@ -22,9 +22,8 @@ import sys
 
 import msgpack
 
-CONFIG, SAMPLE, COMMAND, POLICY, CMD_VEL, STATE, DIAGNOSTICS = range(7)
-FRAME_HEAD = struct.Struct("<IBd")  # length of what follows the length field, then kind and tick time
-BODY_HEAD = struct.Struct("<Bd")
+from pupper_ros.flight_log.schema import BODY_HEAD, Frame
+
 NICENESS = 10
 STATUS_SECONDS = 1.0  # log time between status lines (and finished chunks)
 
@@ -78,7 +77,7 @@ class LogWriter:
 
     def frame(self, kind: int, now: float, payload: bytes) -> None:
         t, n = self.topics, self.n
-        if kind == SAMPLE:
+        if kind == Frame.SAMPLE:
             v = struct.unpack(f"<{2 * n + 11}d", payload)
             position, velocity = v[:n], v[n:2 * n]
             x, y, z, w = v[2 * n:2 * n + 4]
@@ -92,20 +91,20 @@ class LogWriter:
                    # REP 145: a first covariance element of -1 says the field was not measured
                    "linear_acceleration_covariance": [0.0] * 9 if has_acceleration else [-1.0] + [0.0] * 8}
             self.write(t["imu"], imu, now)
-        elif kind == COMMAND:
+        elif kind == Frame.COMMAND:
             v = struct.unpack(f"<{3 * n}d", payload)
             self.write(t["joint_commands"], {"header": self._header(now), "name": self.joints, "position": list(v[:n]),
                                              "velocity": list(v[n:2 * n]), "effort": list(v[2 * n:])}, now)
-        elif kind == POLICY:
+        elif kind == Frame.POLICY:
             v = struct.unpack(f"<{self.observation_size + n}f", payload)
             self.write(t["observation"], _labelled(v[:self.observation_size], self.observation_labels), now)
             self.write(t["action"], _labelled(v[self.observation_size:], self.action_labels), now)
-        elif kind == CMD_VEL:
+        elif kind == Frame.CMD_VEL:
             v = struct.unpack("<6d", payload)
             self.write(t["cmd_vel"], {"linear": dict(zip("xyz", v[:3])), "angular": dict(zip("xyz", v[3:]))}, now)
-        elif kind == STATE:
+        elif kind == Frame.STATE:
             self.write(t["state"], {"data": payload.decode()}, now)
-        elif kind == DIAGNOSTICS:
+        elif kind == Frame.DIAGNOSTICS:
             level, name, message, hardware_id, values = msgpack.unpackb(payload)
             status = {"level": level, "name": name, "message": message, "hardware_id": hardware_id,
                       "values": [{"key": k, "value": v} for k, v in values.items()]}
@@ -150,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     out = os.fdopen(args.fd, "wb")
     frames = _frames(stdin)
     first = next(frames, None)
-    if first is None or first[0] != CONFIG:
+    if first is None or first[0] != Frame.CONFIG:
         _status(error="no configuration frame")
         return 2
     try:

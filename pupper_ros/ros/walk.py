@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.signals import SignalHandlerOptions
 
-    from pupper_ros.node import WalkNode
+    from pupper_ros.ros.node import WalkNode
 
     stop = threading.Event()
     rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                 node.trigger_activate()
         if args.demo:
             from pupper_ros.command_suite import demo_script
-            from pupper_ros.demo import DemoDriver
+            from pupper_ros.ros.demo import DemoDriver
             from pupper_ros.robot_profile import load_robot_profile
 
             profile = getattr(node, "profile", None) or load_robot_profile(node.get_parameter("robot").value)

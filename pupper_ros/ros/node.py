@@ -13,93 +13,36 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Twist, TwistStamped
-from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType, SetParametersResult
 from rcl_interfaces.srv import SetParameters
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import Imu, JointState
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Empty, String
 from std_srvs.srv import Trigger
 
 from pupper_ros import resources
-from pupper_ros.rotations import rotation_matrix
 from pupper_ros.control_loop import ControlLoop
 from pupper_ros.controller import Controller
 from pupper_ros.assembly import assemble
 from pupper_ros.parameters import FIRST_POLICY, NODE_NAME, PARAMETERS, ParameterError, policy_entries
 from pupper_ros.policy import PolicyLoadError, load_policy
 from pupper_ros.robot_profile import ProfileError, load_robot_profile
-from pupper_ros.safety import JointCommand, State
+from pupper_ros.ros.interfaces import state_qos
+from pupper_ros.ros.telemetry import TelemetryPublisher
+from pupper_ros.safety import State
 
 DEACTIVATED, SHUT_DOWN = "deactivated", "shut down"
 ORDERLY_STOPS = (DEACTIVATED, SHUT_DOWN)  # asked for by the operator: logged as information, not as a fault
 FIRST_SAMPLE_TIMEOUT = 2.0  # s activation waits for a just-opened link's first healthy reading before refusing
 STOP_LOCK_TIMEOUT = 0.2  # s a stop waits for the control thread's locks before writing damping regardless
-STATE_HISTORY = 10  # ~/state samples kept for subscribers that join late
 
 
-def state_qos() -> QoSProfile:
-    """``~/state``'s QoS, for the publisher and its subscribers: reliable, transient local with a short history, so a
-    monitor that joins late gets the recent transitions, the last one being the current state."""
-    return QoSProfile(depth=STATE_HISTORY, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 TWIST_TYPES = {False: "geometry_msgs/msg/Twist", True: "geometry_msgs/msg/TwistStamped"}
-
-
-def odometry_message(stamp, child_frame: str, position, orientation, linear_body, angular_body) -> Odometry:
-    """Ground truth as nav_msgs/Odometry: pose in ``odom``, twist in the child frame (REP 105)."""
-    odom = Odometry()
-    odom.header.stamp = stamp
-    odom.header.frame_id = "odom"
-    odom.child_frame_id = child_frame
-    p, o = odom.pose.pose.position, odom.pose.pose.orientation
-    p.x, p.y, p.z = (float(v) for v in position)
-    o.x, o.y, o.z, o.w = (float(v) for v in orientation)
-    t = odom.twist.twist
-    t.linear.x, t.linear.y, t.linear.z = (float(v) for v in linear_body)
-    t.angular.x, t.angular.y, t.angular.z = (float(v) for v in angular_body)
-    return odom
 
 
 class ConfigurationError(ValueError):
     """A parameter, profile or policy that cannot be used; the message names it."""
-
-
-class Telemetry:
-    """What the control thread leaves for the publishers: copied under a lock held for microseconds."""
-
-    def __init__(self, n: int):
-        self.lock = threading.Lock()
-        self.stamp = 0.0
-        self.joint_position = np.zeros(n)
-        self.joint_velocity = np.zeros(n)
-        self.orientation = np.array([0.0, 0.0, 0.0, 1.0])
-        self.angular_velocity = np.zeros(3)
-        self.linear_acceleration = np.zeros(3)
-        self.command = JointCommand(n)
-        self.truth = None  # (position, orientation, linear velocity world, angular velocity world)
-        self.sample_age = math.nan
-        self.valid = False
-
-    def capture(self, now: float, controller: Controller) -> None:
-        sample = controller.sample
-        truth = controller.backend.ground_truth()
-        with self.lock:
-            self.stamp = now
-            if sample is not None:
-                self.joint_position[:] = sample.joint_position
-                self.joint_velocity[:] = sample.joint_velocity
-                self.orientation[:] = sample.orientation
-                self.angular_velocity[:] = sample.angular_velocity
-                if sample.linear_acceleration is not None:
-                    self.linear_acceleration[:] = sample.linear_acceleration
-                self.sample_age = now - sample.stamp
-                self.valid = True
-            self.command.copy_from(controller.command)
-            self.truth = truth
 
 
 class WalkNode(LifecycleNode):
@@ -120,14 +63,13 @@ class WalkNode(LifecycleNode):
         self.controller: Controller | None = None
         self.recorder = None  # FlightRecorder when parameter record_log names a file
         self.loop: ControlLoop | None = None
-        self.telemetry: Telemetry | None = None
+        self.publisher: TelemetryPublisher | None = None  # telemetry and /diagnostics while configured
         self.configure_error = ""
         self.latched_fault = ""  # a fault or e-stop latched before configure or across cleanup; clear_fault releases it
         self._last_state_published = None
         self._warned_types: set[str] = set()
         self._command_stamp = -math.inf
         self._timers = []
-        self._publishers = []
 
         self.state_pub = self.create_publisher(String, "~/state", state_qos())
         self.create_subscription(Empty, "/emergency_stop", self._on_emergency_stop, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
@@ -199,18 +141,7 @@ class WalkNode(LifecycleNode):
             backend.abandon()  # puts back what open changed on the robot (a controller switch)
             raise
         self.controller, self.loop = runtime.controller, runtime.loop
-        self.telemetry = Telemetry(profile.num_joints)
-
-        self._joint_names = list(profile.joints)
-        sensor = qos_profile_sensor_data
-        # Under ros2_control the broadcasters publish the robot's joint states and IMU; the node does not echo them.
-        echo = backend.publishes_sensors
-        self.joint_state_pub = self.create_publisher(JointState, "/joint_states", sensor) if echo else None
-        self.imu_pub = self.create_publisher(Imu, "/imu/data", sensor) if echo else None
-        self.joint_command_pub = self.create_publisher(JointState, "~/joint_commands", sensor)
-        self.odom_pub = self.create_publisher(Odometry, "/odom", 10) if backend.ground_truth() is not None else None
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._publishers = [p for p in (self.joint_state_pub, self.imu_pub, self.joint_command_pub, self.odom_pub, self.diagnostics_pub) if p]
+        self.publisher = TelemetryPublisher(self, profile, backend)
         stamped = self._param("stamped_cmd_vel")
         self._cmd_type = TWIST_TYPES[stamped]
         self.cmd_sub = self.create_subscription(TwistStamped if stamped else Twist, "/cmd_vel", self._on_cmd_vel,
@@ -224,7 +155,7 @@ class WalkNode(LifecycleNode):
         path = self._param("record_log")
         if not path:
             return None
-        from pupper_ros.flight_recorder import FlightRecorder, RecorderError
+        from pupper_ros.flight_log.recorder import FlightRecorder, RecorderError
 
         # A robot's log in ROS time (the loop runs on the monotonic clock); a simulated log keeps simulation time.
         offset_ns = 0 if backend_name == "sim" else self.get_clock().now().nanoseconds - time.monotonic_ns()
@@ -235,7 +166,7 @@ class WalkNode(LifecycleNode):
             raise ConfigurationError(f"parameter 'record_log': {exc}") from exc
 
     def _on_tick(self, now: float, controller: Controller) -> None:
-        self.telemetry.capture(now, controller)
+        self.publisher.telemetry.capture(now, controller)
         if self.recorder is not None:
             self.recorder.record_tick(now, controller)
 
@@ -302,12 +233,13 @@ class WalkNode(LifecycleNode):
             self.recorder = None
         for timer in self._timers:
             self.destroy_timer(timer)
-        for pub in self._publishers:
-            self.destroy_publisher(pub)
+        if self.publisher is not None:
+            self.publisher.destroy()
+            self.publisher = None
         if getattr(self, "cmd_sub", None) is not None:
             self.destroy_subscription(self.cmd_sub)
             self.cmd_sub = None
-        self._timers, self._publishers = [], []
+        self._timers = []
         self.controller = self.loop = None
 
     def shutdown_safely(self) -> None:
@@ -392,43 +324,11 @@ class WalkNode(LifecycleNode):
                 self.get_logger().info(f"state {value}")
 
     def _publish_telemetry(self) -> None:
-        controller, telemetry = self.controller, self.telemetry
-        if controller is None or telemetry is None:
+        controller, publisher = self.controller, self.publisher
+        if controller is None or publisher is None:
             return
         self._publish_state(controller.state.value)
-        stamp = self.get_clock().now().to_msg()
-        with telemetry.lock:
-            if not telemetry.valid:
-                return
-            joints = JointState()
-            joints.header.stamp = stamp
-            joints.name = self._joint_names
-            joints.position = telemetry.joint_position.tolist()
-            joints.velocity = telemetry.joint_velocity.tolist()
-            commands = JointState()
-            commands.header.stamp = stamp
-            commands.name = self._joint_names
-            commands.position = telemetry.command.position.tolist()
-            commands.effort = []  # targets, not torques; gains are in /diagnostics
-            imu = Imu()
-            imu.header.stamp = stamp
-            imu.header.frame_id = self.profile.imu_link
-            x, y, z, w = telemetry.orientation.tolist()
-            imu.orientation.x, imu.orientation.y, imu.orientation.z, imu.orientation.w = x, y, z, w
-            av, la = telemetry.angular_velocity, telemetry.linear_acceleration
-            imu.angular_velocity.x, imu.angular_velocity.y, imu.angular_velocity.z = av.tolist()
-            imu.linear_acceleration.x, imu.linear_acceleration.y, imu.linear_acceleration.z = la.tolist()
-            truth = telemetry.truth
-        if self.joint_state_pub is not None:
-            self.joint_state_pub.publish(joints)
-        self.joint_command_pub.publish(commands)
-        if self.imu_pub is not None:
-            self.imu_pub.publish(imu)
-        if self.odom_pub is not None and truth is not None:
-            position, orientation, linear, angular = truth
-            rot = rotation_matrix(orientation)
-            self.odom_pub.publish(odometry_message(stamp, self.profile.base_link, position, orientation,
-                                                   rot.T @ linear, rot.T @ angular))
+        publisher.publish_telemetry()
 
     def _cmd_vel_type_problem(self) -> str:
         others = [i for i in self.get_publishers_info_by_topic("/cmd_vel") if i.topic_type != self._cmd_type]
@@ -444,45 +344,10 @@ class WalkNode(LifecycleNode):
         return message
 
     def _publish_diagnostics(self) -> None:
-        controller, loop, telemetry = self.controller, self.loop, self.telemetry
-        if controller is None:
+        controller, loop, publisher = self.controller, self.loop, self.publisher
+        if controller is None or publisher is None:
             return
-        stats = loop.stats.summary()
-        supervisor = controller.supervisor
-        type_problem = self._cmd_vel_type_problem()
-        state = controller.state
-        level = DiagnosticStatus.OK
-        message = state.value
-        if state == State.DAMPING and supervisor.fault_reason:
-            level, message = DiagnosticStatus.ERROR, f"DAMPING: {supervisor.fault_reason}"
-        elif type_problem:
-            level, message = DiagnosticStatus.WARN, type_problem
-        command_age = loop.now() - self._command_stamp
-        values = {
-            "state": state.value,
-            "fault": supervisor.fault_reason,
-            "policy": f"{self.active_policy} ({controller.policy.info.path.name})",
-            "loop period mean (ms)": f"{stats['period_mean_ms']:.3f}",
-            "loop period p99 (ms)": f"{stats['period_p99_ms']:.3f}",
-            "tick duration p99 (ms)": f"{stats['tick_p99_ms']:.3f}",
-            "overruns": str(stats["overruns"]),
-            "policy inference p99 (ms)": f"{stats['inference_p99_ms']:.3f}",
-            "sensor age (ms)": f"{telemetry.sample_age * 1000:.1f}",
-            "command age (s)": f"{command_age:.2f}" if math.isfinite(command_age) else "never",
-            "commands rejected": str(supervisor.commands_rejected),
-            "command (vx, vy, yaw rate)": ", ".join(f"{v:.2f}" for v in supervisor.command),
-            "kp": f"{telemetry.command.kp[0]:.2f}",
-            "kd": f"{telemetry.command.kd[0]:.2f}",
-            "cmd_vel type": type_problem or f"ok ({self._cmd_type})",
-        }
-        values.update(controller.backend.diagnostics())
-        if self.recorder is not None:
-            values.update(self.recorder.status())
-        status = DiagnosticStatus(level=level, name=f"{NODE_NAME}: control", message=message, hardware_id=self.profile.name,
-                                  values=[KeyValue(key=k, value=v) for k, v in values.items()])
-        array = DiagnosticArray()
-        array.header.stamp = self.get_clock().now().to_msg()
-        array.status = [status]
-        self.diagnostics_pub.publish(array)
-        if self.recorder is not None:
-            self.recorder.record_diagnostics(loop.now(), level, status.name, message, self.profile.name, values)
+        publisher.publish_diagnostics(controller, loop, policy_name=self.active_policy,
+                                      command_age=loop.now() - self._command_stamp,
+                                      cmd_vel_problem=self._cmd_vel_type_problem(), cmd_vel_type=self._cmd_type,
+                                      recorder=self.recorder)

@@ -5,7 +5,7 @@ zone. Released, nothing but one zero command is published (so another driver may
 goes silent (the pad out of range) gets one zero command after ``JOY_TIMEOUT``, and the daemon's own command timeout
 stops the robot either way. Edge-triggered buttons: emergency stop (``/emergency_stop``), clear fault
 (``/pupper_walk/clear_fault``), next policy (``/pupper_walk/select_policy``, through the daemon's policy list).
-Button and axis indices come from a mapping file: ``pupper_ros/joy_mappings/<name>.yaml`` (``dualsense``, ``xbox``)
+Button and axis indices come from a mapping file: ``pupper_ros/ros/joy_mappings/<name>.yaml`` (``dualsense``, ``xbox``)
 or ``--mapping FILE``.
 """
 

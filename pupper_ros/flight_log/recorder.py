@@ -1,7 +1,7 @@
 """Flight recorder: every control tick into an MCAP file in the ROS 2 message encoding (rosbag2's default storage).
 
 The control thread only packs the tick's numbers into bytes and writes them, without waiting, to a pipe; a writer
-process (``pupper_ros.flight_log_writer``) turns them into ROS messages and writes the file. Encoding and compressing
+process (``pupper_ros.flight_log.writer``) turns them into ROS messages and writes the file. Encoding and compressing
 in a thread of the daemon would hold its GIL for milliseconds at a time, and the control loop would wait for it; a
 process cannot. When the pipe is full the record is dropped and counted (``dropped``), never the tick (a lock-step
 simulation, with no clock to keep, waits instead). ``close`` ends the input and the writer finishes the file (summary
@@ -43,31 +43,10 @@ from pathlib import Path
 import msgpack
 import numpy as np
 
-from pupper_ros import flight_log_writer as wire
-from pupper_ros.parameters import NODE_NAME
+from pupper_ros.flight_log.schema import BODY_HEAD, FRAME_HEAD, HEADER_FORMAT, MESSAGE_TYPES, TOPICS, Frame
 
-HEADER_TOPIC = "/pupper_ros/header"
 BUFFER_BYTES = 1024 * 1024  # the pipe to the writer: about 2 s of ticks at 500 Hz (Linux allows 1 MiB by default)
 CHUNK_SIZE = 256 * 1024  # bytes; after a power loss the file is readable up to its last complete chunk
-
-JOINT_STATES, IMU, JOINT_COMMANDS, CMD_VEL, STATE, DIAGNOSTICS, OBSERVATION, ACTION = (
-    "/joint_states", "/imu/data", f"/{NODE_NAME}/joint_commands", "/cmd_vel", f"/{NODE_NAME}/state", "/diagnostics",
-    f"/{NODE_NAME}/policy/observation", f"/{NODE_NAME}/policy/action")
-
-TOPICS = {"joint_states": JOINT_STATES, "imu": IMU, "joint_commands": JOINT_COMMANDS, "cmd_vel": CMD_VEL,
-          "state": STATE, "diagnostics": DIAGNOSTICS, "observation": OBSERVATION, "action": ACTION, "header": HEADER_TOPIC}
-
-MESSAGE_TYPES = {
-    JOINT_STATES: "sensor_msgs/msg/JointState",
-    IMU: "sensor_msgs/msg/Imu",
-    JOINT_COMMANDS: "sensor_msgs/msg/JointState",
-    CMD_VEL: "geometry_msgs/msg/Twist",
-    STATE: "std_msgs/msg/String",
-    DIAGNOSTICS: "diagnostic_msgs/msg/DiagnosticArray",
-    OBSERVATION: "std_msgs/msg/Float32MultiArray",
-    ACTION: "std_msgs/msg/Float32MultiArray",
-    HEADER_TOPIC: "std_msgs/msg/String",
-}
 
 _PRIMITIVES = {"bool", "byte", "char", "float32", "float64", "int8", "uint8", "int16", "uint16", "int32", "uint32",
                "int64", "uint64", "string", "wstring"}
@@ -151,7 +130,7 @@ class FlightRecorder:
         definitions = {t: message_definition(t) for t in set(MESSAGE_TYPES.values())}
         policy_path = Path(policy.info.path)
         self.header = {
-            "format": "pupper_ros flight log 1",
+            "format": HEADER_FORMAT,
             "robot": profile.name,
             "profile": dataclasses.asdict(profile),  # every field the run used (the URDF by path)
             "policy": {"path": str(policy_path), "sha256": file_digest(policy_path), "robot": policy.info.robot,
@@ -172,7 +151,7 @@ class FlightRecorder:
             raise RecorderError(f"cannot write the flight log {self.path}: {exc}") from exc
         with log_file:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "pupper_ros.flight_log_writer", "--fd", str(log_file.fileno())],
+                [sys.executable, "-m", "pupper_ros.flight_log.writer", "--fd", str(log_file.fileno())],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=(log_file.fileno(),))
         self._fd = self._process.stdin.fileno()
         _grow_pipe(self._fd, buffer_bytes)
@@ -185,7 +164,7 @@ class FlightRecorder:
         self._last_state = None
         self._wait_when_full = wait_when_full  # lock-step simulation has no wall clock to keep: it waits instead
         try:
-            self._send_blocking(_frame(wire.CONFIG, 0.0, json.dumps(config).encode()))
+            self._send_blocking(_frame(Frame.CONFIG, 0.0, json.dumps(config).encode()))
             ready = self._process.stdout.readline()
         except OSError:  # the writer died before reading its configuration
             ready = b""
@@ -259,17 +238,17 @@ class FlightRecorder:
         state = controller.state.value
         if state != self._last_state:
             self._last_state = state
-            parts.append(_frame(wire.STATE, now, state.encode()))
+            parts.append(_frame(Frame.STATE, now, state.encode()))
             records += 1
         self._send(parts, records)
 
     def record_cmd_vel(self, now: float, linear: tuple, angular: tuple) -> None:
-        self._send([_frame(wire.CMD_VEL, now, struct.pack("<6d", *linear, *angular))], 1)
+        self._send([_frame(Frame.CMD_VEL, now, struct.pack("<6d", *linear, *angular))], 1)
 
     def record_diagnostics(self, now: float, level, name: str, message: str, hardware_id: str, values: dict) -> None:
         """One DiagnosticStatus as published; ``level`` as rclpy gives it (a one-byte ``bytes``) or an int."""
         level = level[0] if isinstance(level, bytes) else int(level)
-        self._send([_frame(wire.DIAGNOSTICS, now, msgpack.packb([level, name, message, hardware_id, dict(values)]))], 1)
+        self._send([_frame(Frame.DIAGNOSTICS, now, msgpack.packb([level, name, message, hardware_id, dict(values)]))], 1)
 
     # --- the writer's side ---------------------------------------------------------------------------------------
     def _read_status(self) -> None:
@@ -310,25 +289,25 @@ class _TickFrames:
     """The frames of one tick, allocated once: numpy views write the numbers straight into each frame's bytes."""
 
     def __init__(self, joints: int, observation_size: int):
-        self.sample, self.sample_values = self._allocate(wire.SAMPLE, 2 * joints + 11, "<f8")
-        self.command, self.command_values = self._allocate(wire.COMMAND, 3 * joints, "<f8")
-        self.policy, self.policy_values = self._allocate(wire.POLICY, observation_size + joints, "<f4")
+        self.sample, self.sample_values = self._allocate(Frame.SAMPLE, 2 * joints + 11, "<f8")
+        self.command, self.command_values = self._allocate(Frame.COMMAND, 3 * joints, "<f8")
+        self.policy, self.policy_values = self._allocate(Frame.POLICY, observation_size + joints, "<f4")
 
     @staticmethod
     def _allocate(kind: int, count: int, dtype: str):
         size = count * np.dtype(dtype).itemsize
-        frame = bytearray(wire.FRAME_HEAD.size + size)
-        wire.FRAME_HEAD.pack_into(frame, 0, wire.BODY_HEAD.size + size, kind, 0.0)
-        return frame, np.frombuffer(frame, dtype=dtype, count=count, offset=wire.FRAME_HEAD.size)
+        frame = bytearray(FRAME_HEAD.size + size)
+        FRAME_HEAD.pack_into(frame, 0, BODY_HEAD.size + size, kind, 0.0)
+        return frame, np.frombuffer(frame, dtype=dtype, count=count, offset=FRAME_HEAD.size)
 
     @staticmethod
     def stamp(frame: bytearray, now: float) -> bytearray:
-        struct.pack_into("<d", frame, wire.FRAME_HEAD.size - 8, now)
+        struct.pack_into("<d", frame, FRAME_HEAD.size - 8, now)
         return frame
 
 
 def _frame(kind: int, now: float, payload: bytes) -> bytes:
-    return wire.FRAME_HEAD.pack(wire.BODY_HEAD.size + len(payload), kind, now) + payload
+    return FRAME_HEAD.pack(BODY_HEAD.size + len(payload), kind, now) + payload
 
 
 def _grow_pipe(fd: int, size: int) -> None:

@@ -14,10 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pupper_ros.flight_recorder import ACTION, CMD_VEL, HEADER_TOPIC, IMU, JOINT_COMMANDS, JOINT_STATES, OBSERVATION, STATE
-
-MCAP_MAGIC = b"\x89MCAP0\r\n"
-HEADER_FORMAT = "pupper_ros flight log 1"
+from pupper_ros.flight_log.schema import (ACTION, CMD_VEL, HEADER_FORMAT, HEADER_TOPIC, IMU, JOINT_COMMANDS,
+                                          JOINT_STATES, MCAP_MAGIC, OBSERVATION, STATE)
 
 
 class FlightLogError(ValueError):

@@ -1,5 +1,5 @@
 """``pupper-teleop``: drive the robot from a terminal, for machines without teleop_twist_keyboard, or with
-``--joy`` from a gamepad through joy_node (``pupper_ros/joy_teleop.py``).
+``--joy`` from a gamepad through joy_node (``pupper_ros/ros/joy_teleop.py``).
 
 w/s or up/down: forward/backward; a/d or left/right: turn; q/e: sideways; +/-: speed step; space: stop; x or
 Ctrl-C: quit (sends a zero command first). Publishes geometry_msgs/Twist (or TwistStamped with --stamped) at 10 Hz.
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--daemon", default=f"/{NODE_NAME}", help="--joy: the daemon's node, for its services")
     args = parser.parse_args(argv)
     if args.joy:
-        from pupper_ros import joy_teleop
+        from pupper_ros.ros import joy_teleop
         from pupper_ros.robot_profile import ProfileError, load_robot_profile
 
         try:

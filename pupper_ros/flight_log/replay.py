@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pupper_ros import replay_plots, resources
-from pupper_ros.flight_log import FlightLog, FlightLogError, read_flight_log
-from pupper_ros.flight_recorder import file_digest
+from pupper_ros import resources
+from pupper_ros.flight_log import plots as replay_plots
+from pupper_ros.flight_log.reader import FlightLog, FlightLogError, read_flight_log
+from pupper_ros.flight_log.recorder import file_digest
 
 EXACT_TOLERANCE = 1e-6  # what the same policy may differ by on another onnxruntime build
 SETTLE_SECONDS = 1.0  # open loop: the robot is placed at the logged pose and held by the first command this long
