@@ -21,7 +21,7 @@ TEST_STAMP := $(VENV)/.pupper_ros-test-installed
 CM_MSGS := tests/controller_manager_msgs
 CM_MSGS_STAMP := $(VENV)/.controller_manager_msgs-built
 
-.PHONY: run test setup setup-run bench clean
+.PHONY: run test check setup setup-run bench clean
 .DEFAULT_GOAL := run
 
 setup: $(TEST_STAMP)
@@ -57,6 +57,12 @@ run: $(RUN_STAMP)
 test: $(TEST_STAMP) $(CM_MSGS_STAMP)
 	$(BIN)/ruff check pupper_ros training tests benchmarks launch
 	$(BIN)/python -m pytest
+
+# The fast lane: lint, then every test that starts no process, builds nothing and trains nothing (marker "slow"
+# is the rest; tests/conftest.py fails a fast test that starts a process).
+check: $(TEST_STAMP) $(CM_MSGS_STAMP)
+	$(BIN)/ruff check pupper_ros training tests benchmarks launch
+	PUPPER_FAST_LANE=1 $(BIN)/python -m pytest -m "not slow"
 
 bench: $(TEST_STAMP) $(CM_MSGS_STAMP)
 	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

@@ -9,6 +9,25 @@ import pytest  # noqa: E402
 from pupper_ros.robot_profile import load_robot_profile  # noqa: E402
 
 
+FAST_LANE = os.environ.get("PUPPER_FAST_LANE") == "1"  # make check: `-m "not slow"`, and no process may start
+
+
+@pytest.fixture(autouse=True)
+def _fast_lane_starts_no_process(monkeypatch, request):
+    """In the fast lane a test that starts a process fails, naming the marker it needs: what is fast is decided by
+    the markers, and this keeps them honest."""
+    if not FAST_LANE:
+        return
+    import multiprocessing.process
+    import subprocess
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"{request.node.nodeid} starts a process: mark it @pytest.mark.slow")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", refuse)
+
+
 @pytest.fixture(scope="session")
 def profile():
     return load_robot_profile("pupper_v3")

@@ -24,6 +24,8 @@ from pupper_ros.backends.io import JointCommand, SensorSample
 from pupper_ros.safety import State
 from tests.ros_helpers import WalkClient, stop_process
 
+pytestmark = pytest.mark.slow  # every test here starts a process, a real-time robot or a build
+
 WALK = [sys.executable, "-m", "pupper_ros.ros.walk"]
 
 

@@ -30,6 +30,8 @@ from packaging.requirements import Requirement
 from tests.ros_helpers import WalkClient, assert_walks_forward, stop_process
 from tests.shipped import ROBOTS, forward_speed_0_3
 
+pytestmark = pytest.mark.slow  # every test here starts a process, a real-time robot or a build
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "pupper_ros"
 # Source directory -> where its files are installed (models/ is installed as the package pupper_ros.models).

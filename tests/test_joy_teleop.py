@@ -117,6 +117,7 @@ class Pad:
             self.ros.spin_for(0.05)
 
 
+@pytest.mark.slow
 def test_the_gamepad_drives_stops_clears_and_switches_policy(ros, policies, profile):  # noqa: F811
     node = make_node(ros, policies["stand"], policies=f"crouch={policies['crouch']}")
     probe = WalkClient(ros)

@@ -12,6 +12,8 @@ from pupper_ros.ros.node import WalkNode
 from tests.policies import standing_network, write_policy
 from tests.ros_helpers import RosHarness, WalkClient
 
+pytestmark = pytest.mark.slow  # every test here starts a process, a real-time robot or a build
+
 
 @pytest.fixture(scope="module")
 def standing_policy(tmp_path_factory, profile):

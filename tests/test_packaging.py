@@ -40,6 +40,7 @@ def project_dependencies():
     return [re.split(r"[<>=!~\[ ;]", d)[0].lower() for d in meta["dependencies"]]
 
 
+@pytest.mark.slow
 def test_runtime_imports_neither_torch_nor_a_simulator():
     modules = runtime_modules()
     assert "pupper_ros.policy" in modules and "pupper_ros.contract" in modules
@@ -97,6 +98,7 @@ def make_dry_run(target: str, tmp_path) -> str:
                           check=True).stdout
 
 
+@pytest.mark.slow
 def test_make_run_installs_the_runtime_with_ros_and_sim_and_no_torch(tmp_path):
     commands = make_dry_run("run", tmp_path)
     installs = [line for line in commands.splitlines() if "pip install" in line]
@@ -105,6 +107,7 @@ def test_make_run_installs_the_runtime_with_ros_and_sim_and_no_torch(tmp_path):
     assert "import torch" not in commands
 
 
+@pytest.mark.slow
 def test_make_test_installs_everything(tmp_path):
     installs = [line for line in make_dry_run("test", tmp_path).splitlines() if "pip install" in line]
     assert any("torch" in line for line in installs), installs

@@ -16,6 +16,8 @@ from tests.policies import constant_network, standing_network, write_policy
 from tests.ros_helpers import WalkClient
 from tests.test_node import make_node
 
+pytestmark = pytest.mark.slow  # every test here starts a process, a real-time robot or a build
+
 KNEES = [2, 5, 8, 11]
 CROUCH_ACTION = np.zeros(12)
 CROUCH_ACTION[KNEES] = [-0.2, 0.2, -0.2, 0.2]  # knees bent 0.1 rad further than the default pose

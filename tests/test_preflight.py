@@ -74,6 +74,7 @@ class Hand:
         time.sleep(0.6)  # the hand's motion settles before preflight records
 
 
+@pytest.mark.slow
 def test_a_healthy_standin_passes_and_nothing_is_sent(ros_context, profile):
     findings, code, received = run_on_standin(profile)
     table = preflight.table(findings)
@@ -87,6 +88,7 @@ def test_a_healthy_standin_passes_and_nothing_is_sent(ros_context, profile):
     assert received == {name: 0 for name in received}  # not one message to any controller
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "faults, check, words",
     [
@@ -112,6 +114,7 @@ def test_each_wiring_fault_is_named(ros_context, profile, faults, check, words):
     assert received == {name: 0 for name in received}
 
 
+@pytest.mark.slow
 def test_an_inactive_controller_is_named_with_the_way_to_activate_it(ros_context, profile):
     findings, code, _ = run_on_standin(profile, states={"forward_kd_controller": "inactive"})
     verdict, detail = verdicts(findings)["forward_kd_controller"]
@@ -120,6 +123,7 @@ def test_an_inactive_controller_is_named_with_the_way_to_activate_it(ros_context
     assert "activate_controllers:=true" in fix and "switch_controllers" in fix
 
 
+@pytest.mark.slow
 def test_guided_checks_pass_on_a_healthy_standin(ros_context, profile):
     findings, code, received = run_on_standin(profile, guided=True)
     table = preflight.table(findings)
@@ -131,6 +135,7 @@ def test_guided_checks_pass_on_a_healthy_standin(ros_context, profile):
     assert received == {name: 0 for name in received}
 
 
+@pytest.mark.slow
 def test_guided_checks_name_a_reversed_knee_and_an_imu_turned_about_z(ros_context, profile):
     """A turn of the IMU about z does not show at rest (gravity stays on z): the nose-up step finds it."""
     findings, code, _ = run_on_standin(profile, faults={"flipped": ["leg_back_r_3"], "imu_yaw_degrees": 90}, guided=True)
@@ -163,12 +168,14 @@ def run_on_emulator(tmp_path, profile, faults=None):
     return findings, code, emulator
 
 
+@pytest.mark.slow
 def test_serial_healthy_passes_with_the_motors_idle(tmp_path, profile):
     findings, code, emulator = run_on_emulator(tmp_path, profile)
     assert code == 0, preflight.table(findings)
     assert emulator.max_kp == 0.0  # idle at open, damping (kp 0) at close: nothing that holds a pose
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "faults, check, word",
     [({"offset": {"leg_front_l_1": -MOTOR_TURN}}, "rest pose", "-1 motor turn"),
@@ -182,6 +189,7 @@ def test_serial_wiring_faults_are_named(tmp_path, profile, faults, check, word):
     assert emulator.max_kp == 0.0
 
 
+@pytest.mark.slow
 def test_the_command_line_writes_its_table_and_json(tmp_path, profile):
     emulator = FirmwareEmulator(profile, link=tmp_path / "tty")
     emulator.start()
@@ -198,6 +206,7 @@ def test_the_command_line_writes_its_table_and_json(tmp_path, profile):
     assert saved["exit_code"] == 0 and {f["check"] for f in saved["findings"]} >= {"joints", "rest pose", "status rate"}
 
 
+@pytest.mark.slow
 def test_an_absent_robot_is_a_clear_exit_2(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "pupper_ros.ros.preflight", "--backend", "serial", "--port",
                            str(tmp_path / "no-such-tty")], capture_output=True, text=True, timeout=60)

@@ -23,6 +23,8 @@ from pupper_ros.safety import State
 from tests.policies import write_policy
 from tests.ros_helpers import RosHarness, WalkClient, stop_process, wait_until
 
+pytestmark = pytest.mark.slow  # every test here starts a process, a real-time robot or a build
+
 WALK = [sys.executable, "-m", "pupper_ros.ros.walk"]
 # Same engine, same robot: what remains is the start the log does not hold (body height, contacts). Measured
 # 0.007-0.009 rad over all joints, 0.015 for the worst joint, in 20-250 s logs.

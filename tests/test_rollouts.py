@@ -44,6 +44,7 @@ def test_snapshot_acts_like_the_torch_actor_with_its_normalizer(local_env):
     np.testing.assert_allclose(actions, means + snapshot.action_std, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_rollout_does_not_depend_on_how_the_environments_are_spread_over_workers(local_env):
     alg = build_algorithm(_config(workers=1), local_env)
     snapshot = take_snapshot(alg.actor)
@@ -93,6 +94,7 @@ def test_storage_holds_the_rollout_with_the_actors_log_probabilities_and_values(
     assert torch.isfinite(storage.advantages).all() and storage.advantages.std() > 0
 
 
+@pytest.mark.slow
 def test_overlapped_training_writes_checkpoints_with_the_workers_collecting_during_updates(tmp_path):
     config = _config(workers=2, steps=4 * 6 * 3, save_every=3, ppo={**SMALL["ppo"], "overlap_update": True})
     checkpoint = train(config, tmp_path / "run", quiet=True)
@@ -100,6 +102,7 @@ def test_overlapped_training_writes_checkpoints_with_the_workers_collecting_duri
     assert (state["iteration"], state["env_steps"]) == (3, 72)
 
 
+@pytest.mark.slow
 def test_closing_with_a_rollout_in_flight_stops_the_workers():
     env = PupperVecEnv(_config(workers=2))
     alg = build_algorithm(_config(workers=2), env)

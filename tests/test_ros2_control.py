@@ -24,6 +24,8 @@ from tests.ros2_control_standin import Ros2ControlStandIn, StandInProcess
 from pupper_ros.backends.io import JointCommand
 from tests.ros_helpers import EVENTUALLY_S, RosHarness, WalkClient, stop_process, wait_until
 
+pytestmark = pytest.mark.slow  # every test here starts a process, a real-time robot or a build
+
 
 
 # The robot's stack runs on a computer of its own at real-time priority; here the stand-in, the daemon and the test

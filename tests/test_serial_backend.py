@@ -19,6 +19,8 @@ from tests.policies import standing_network, write_policy
 from tests.ros_helpers import EVENTUALLY_S, WalkClient, assert_walks_forward, wait_until
 from tests.shipped import forward_speed_0_3, mean_forward_speed
 
+pytestmark = pytest.mark.slow  # every test here starts a process, a real-time robot or a build
+
 TICK = CURRENT_CONTRACT.control_period
 
 

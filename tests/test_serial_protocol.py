@@ -153,6 +153,7 @@ def _random_fragment(rng: random.Random) -> bytes:
     return _frame_any_precision(fields)
 
 
+@pytest.mark.slow
 def test_decoder_fuzz_100000_random_streams():
     """100 000 seeded random streams of up to 5 fragments (random bytes, good frames, bare headers with random
     lengths, good frames with flipped bytes, truncated frames, maps with one bad field), fed in random chunk sizes.

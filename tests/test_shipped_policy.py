@@ -59,6 +59,7 @@ def test_shipped_policy_was_trained_with_the_default_config():
     assert shipped == default
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("robot, vx", [("pupper_v3", 0.3), ("pupper_v2", 0.2)])
 def test_pupper_eval_one_short_forward_episode_does_not_fall_and_moves_forward(robot, vx, tmp_path):
     seconds = 4

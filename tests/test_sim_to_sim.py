@@ -18,6 +18,8 @@ from tests.shipped import ROBOTS
 from training.env import PupperEnv
 from training.evaluate import SETTLE_SECONDS, command_suite, run_episode
 
+pytestmark = pytest.mark.slow  # every test here starts a process, a real-time robot or a build
+
 SECONDS = 10.0
 TRAINING_EPISODES = 3
 LINEAR_AGREEMENT = 0.05  # m/s, the figure

@@ -12,6 +12,9 @@ from training.config import load_config
 from training.export import export_checkpoint, policy_from_checkpoint
 from training.train import main as train_main
 from training.train import train
+import pytest
+
+pytestmark = pytest.mark.slow  # every test here starts a process, a real-time robot or a build
 
 TINY = {"envs": 2, "workers": 1, "steps": 2 * 8 * 3, "save_every": 2,
         "ppo": {"steps_per_env": 8, "mini_batches": 2, "learning_epochs": 1},

@@ -11,6 +11,8 @@ from std_msgs.msg import Empty
 from tests.ros_helpers import WalkClient, assert_walks_forward, stop_process
 from tests.shipped import forward_speed_0_3
 
+pytestmark = pytest.mark.slow  # every test here starts a process, a real-time robot or a build
+
 WALK = [sys.executable, "-m", "pupper_ros.ros.walk"]
 
 
