@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from pupper_ros.backends import Backend, backend_class
+from pupper_ros.backends import Backend, BackendParameterError, backend_class
 from pupper_ros.control_loop import ControlLoop
 from pupper_ros.controller import Controller
 from pupper_ros.parameters import PARAMETERS, ParameterError, safety_limits
@@ -64,7 +64,10 @@ def build_backend(profile: RobotProfile, period: float, values: dict, context=No
         cls = backend_class(values["backend"])
     except ValueError as exc:
         raise ParameterError("backend", str(exc)) from exc
-    return cls.from_parameters(profile, period, values, context=context)
+    try:
+        return cls.from_parameters(profile, period, values, context=context)
+    except BackendParameterError as exc:
+        raise ParameterError(exc.parameter, exc.problem) from exc
 
 
 @dataclass
@@ -85,7 +88,10 @@ def assemble(profile: RobotProfile, policy: OnnxPolicy, values: dict, *, backend
     supervisor = build_supervisor(profile, policy, values, timing.period)
     if backend is None:
         backend = build_backend(profile, timing.period, values, context)
-        backend.open()
+        try:
+            backend.open()
+        except BackendParameterError as exc:
+            raise ParameterError(exc.parameter, exc.problem) from exc
     controller = Controller(profile, policy, supervisor, backend, timing.ticks_per_policy_step)
     loop = ControlLoop(controller, timing.period, lockstep=backend.lockstep, on_tick=on_tick)
     return Runtime(timing, supervisor, backend, controller, loop)

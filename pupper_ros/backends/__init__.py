@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-from pupper_ros.backends.backend import Backend, BackendError
+from pupper_ros.backends.backend import Backend, BackendError, BackendParameterError
 
 BACKENDS = {
     "sim": "pupper_ros.backends.sim_backend:SimBackend",
@@ -26,4 +26,4 @@ def backend_class(name: str) -> type[Backend]:
         raise ValueError(f"backend '{name}' is not available here: {exc}") from exc
 
 
-__all__ = ["BACKENDS", "Backend", "BackendError", "backend_class"]
+__all__ = ["BACKENDS", "Backend", "BackendError", "BackendParameterError", "backend_class"]

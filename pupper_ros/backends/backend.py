@@ -11,6 +11,15 @@ class BackendError(RuntimeError):
     """The robot link failed (port gone, simulator died); the supervisor turns it into DAMPING."""
 
 
+class BackendParameterError(ValueError):
+    """A backend that cannot be made from a parameter's value; ``parameter`` names it (assembly reports it as the
+    parameter's error)."""
+
+    def __init__(self, parameter: str, problem: str):
+        self.parameter, self.problem = parameter, problem
+        super().__init__(problem)
+
+
 class Backend(ABC):
     """``open`` once, then per tick ``latest_sample`` and ``write``; ``close`` always leaves the motors damped or idle."""
 
@@ -23,7 +32,7 @@ class Backend(ABC):
     @classmethod
     def from_parameters(cls, profile, control_period: float, values: dict, context=None) -> "Backend":
         """This backend configured from the daemon's parameter values (``pupper_ros.parameters``); ``context`` is
-        the node's ROS context, for a backend that talks ROS. Raises ``ParameterError`` naming a bad value."""
+        the node's ROS context, for a backend that talks ROS. Raises ``BackendParameterError`` naming a bad value."""
         raise NotImplementedError(f"{cls.__name__} is not made from parameters")
 
     @abstractmethod

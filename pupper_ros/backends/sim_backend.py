@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from pupper_ros.backends.backend import Backend, BackendError
+from pupper_ros.backends.backend import Backend, BackendError, BackendParameterError
 from pupper_ros.robot_profile import RobotProfile
 from pupper_ros.backends.io import JointCommand, SensorSample
-from pupper_ros.parameters import ParameterError
 from pupper_ros.sim import DEFAULT_ENGINE, EngineError, control_substeps, make_simulation
 from pupper_ros.rotations import rotation_matrix
 from pupper_ros.sim.simulation import GRAVITY, Simulation
@@ -39,17 +38,17 @@ class SimBackend(Backend):
                    realtime=values["sim_realtime"])
 
     def open(self) -> None:
-        """Raises ``ParameterError`` naming ``sim_engine`` for an engine that cannot run here, or ``control_rate``
+        """Raises ``BackendParameterError`` naming ``sim_engine`` for an engine that cannot run here, or ``control_rate``
         for a control period the physics step does not divide."""
         try:
             self._substeps = control_substeps(self.profile, self.engine, self.control_period, self._physics_dt)
         except ValueError as exc:
-            raise ParameterError("control_rate", str(exc)) from exc
+            raise BackendParameterError("control_rate", str(exc)) from exc
         try:
             self.sim = make_simulation(self.profile, self.engine, physics_dt=self.control_period / self._substeps,
                                        gui=self.gui)
         except EngineError as exc:
-            raise ParameterError("sim_engine", str(exc)) from exc
+            raise BackendParameterError("sim_engine", str(exc)) from exc
         # The robot starts lying on its belly with limp legs, as a real robot does before activation.
         self.sim.reset(joint_position=self.profile.default_pose, base_height=self.profile.standing_height)
         self.sim.set_targets(self.profile.default_pose, kp=0.0, kd=0.1)
