@@ -71,10 +71,18 @@ def site_packages(venv: Path) -> Path:
     return venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
 
 
-def make_venv(path: Path, requirements: list[str]) -> Path:
-    run([sys.executable, "-m", "venv", path])  # from the base interpreter: nothing of .venv is visible in it
-    run([path / "bin" / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check", *requirements])
-    return path
+def make_venvs(wanted: dict[Path, list[str]]) -> None:
+    """New virtual environments (from the base interpreter: nothing of .venv is visible in them), each with its
+    requirements, installed side by side. --no-compile: Python compiles what it imports when it imports it."""
+    installs = []
+    for path, requirements in wanted.items():
+        run([sys.executable, "-m", "venv", path])
+        installs.append(subprocess.Popen([path / "bin" / "python", "-m", "pip", "install", "-q", "--no-compile",
+                                          "--disable-pip-version-check", *requirements],
+                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    for proc in installs:
+        output = proc.communicate()[0]
+        assert proc.returncode == 0, output
 
 
 def source_files() -> set[str]:
@@ -127,15 +135,23 @@ def wheel(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def wheel_venv(wheel, tmp_path_factory) -> Path:
-    """What a user gets from `pip install pupper_ros-<version>.whl[ros,sim]` in a new virtual environment."""
-    return make_venv(tmp_path_factory.mktemp("user") / "venv", [f"{wheel}[{','.join(RUNTIME_EXTRAS)}]"])
+def venvs(wheel, tmp_path_factory) -> dict[str, Path]:
+    """"user": what a user gets from `pip install pupper_ros-<version>.whl[ros,sim,mujoco]` in a new virtual
+    environment; "robot": a robot computer's Python before it builds this package (the dependencies and colcon, no
+    pupper_ros). Built side by side: one after the other they were most of this file's time."""
+    user, robot = tmp_path_factory.mktemp("user") / "venv", tmp_path_factory.mktemp("robot") / "venv"
+    make_venvs({user: [f"{wheel}[{','.join(RUNTIME_EXTRAS)}]"], robot: wheel_requirements(wheel, RUNTIME_EXTRAS) + COLCON})
+    return {"user": user, "robot": robot}
 
 
 @pytest.fixture(scope="module")
-def robot_venv(wheel, tmp_path_factory) -> Path:
-    """A robot computer's Python before it builds this package: the dependencies and colcon, no pupper_ros."""
-    return make_venv(tmp_path_factory.mktemp("robot") / "venv", wheel_requirements(wheel, RUNTIME_EXTRAS) + COLCON)
+def wheel_venv(venvs) -> Path:
+    return venvs["user"]
+
+
+@pytest.fixture(scope="module")
+def robot_venv(venvs) -> Path:
+    return venvs["robot"]
 
 
 def colcon_build(robot_venv: Path, workspace: Path) -> subprocess.CompletedProcess:
