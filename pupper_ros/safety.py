@@ -189,10 +189,13 @@ class SafetySupervisor:
 
     def restart_fade_in(self) -> None:
         """A standing robot takes a newly selected policy as it took the first: blended in from the default pose over
-        ``fade_in_duration`` (the soft start is not repeated). Outside STANDING_UP and WALKING nothing changes."""
-        if self.state in (State.STANDING_UP, State.WALKING):
+        ``fade_in_duration`` (the soft start is not repeated). During the soft start nothing changes (the new policy
+        fades in when it ends; cutting it short would pull the joints to the default pose at the speed limit), nor
+        outside STANDING_UP and WALKING."""
+        soft = self.limits.soft_start_duration
+        if self.state == State.WALKING or (self.state == State.STANDING_UP and self._phase_time >= soft):
             self.state = State.STANDING_UP
-            self._phase_time = self.limits.soft_start_duration
+            self._phase_time = soft
 
     # --- inputs from the outside world ------------------------------------------------------------------------
     def set_command(self, command, now: float) -> bool:

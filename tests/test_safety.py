@@ -437,6 +437,24 @@ def test_a_newly_selected_policy_fades_in_from_the_default_pose_without_a_jump(p
     np.testing.assert_allclose(out.position, new_target, atol=1e-9)
 
 
+def test_a_policy_selected_during_the_soft_start_waits_for_it_to_end(profile):
+    """Cutting the soft start short would pull the joints from the resting pose to the default pose at the joint
+    speed limit: a switch during it changes nothing, and the new policy fades in after it as the first would have."""
+    sup = make(profile, soft_start_duration=1.0)
+    rest = profile.default_pose + 0.3
+    assert sup.activate(sample(profile, rest))
+    out, t = JointCommand(12), 0.0
+    for _ in range(10):
+        t += DT
+        sup.step(sample(profile, rest, stamp=t), t, profile.default_pose, out)
+    halfway = out.position.copy()
+    sup.restart_fade_in()
+    t += DT
+    sup.step(sample(profile, rest, stamp=t), t, profile.default_pose, out)
+    assert sup.state == State.STANDING_UP and not sup.needs_policy
+    assert np.all(np.abs(out.position - halfway) <= 0.3 * DT / 1.0 + 1e-9)  # the soft start's own pace
+
+
 def test_standing_means_no_command_in_force_and_none_received(profile):
     sup = make(profile)
     t = walk_to(sup, profile)
