@@ -206,3 +206,36 @@ def test_actions_reach_the_motors_through_the_runtimes_target_envelope(env, prof
         assert np.all(moved <= max_step + 1e-9) and np.max(moved) > 0.99 * max_step
         assert np.all(env.previous_targets >= profile.lower_limits + SafetyLimits.joint_limit_margin - 1e-9)
         assert np.all(env.previous_targets <= profile.upper_limits - SafetyLimits.joint_limit_margin + 1e-9)
+
+
+def test_the_one_robot_environment_applies_the_shared_dynamics_draw():
+    """training/randomization.py draws dynamics for both environments: the one-robot environment's robot after a
+    seeded reset is the first row of a draw from the same generator (its first draws of the episode)."""
+    from gymnasium.utils import seeding
+
+    from training.randomization import draw_dynamics
+
+    env = PupperEnv(load_config(), randomize=True)
+    try:
+        env.reset(seed=7)
+        rng, _ = seeding.np_random(7)
+        draw = draw_dynamics(env.config.randomization, env.profile, env.physics_dt, rng, 1)
+        assert env.friction == draw.friction[0]
+        np.testing.assert_array_equal(env.sim.kp, np.full(12, draw.kp[0, 0]))
+        np.testing.assert_array_equal(env.sim.motor_strength, draw.motor_strength[0])
+        np.testing.assert_array_equal(env.sim.base_com_shift, draw.base_com_shift[0])
+        assert env.latency_substeps == draw.latency_substeps[0]
+    finally:
+        env.close()
+
+
+def test_a_fixed_action_latency_is_applied_in_the_one_robot_environment():
+    """Found 2026-12-06: reset drew the latency and then zeroed it with the episode state, so neither training nor
+    `pupper-eval --latency 0.02` in this environment ever delayed an action. 20 ms is 4 PyBullet steps of 5 ms."""
+    config = load_config(overrides={"randomization": {"latency_seconds": [0.02, 0.02]}})
+    env = PupperEnv(config, randomize=True)
+    try:
+        env.reset(seed=3)
+        assert env.latency_substeps == 4
+    finally:
+        env.close()

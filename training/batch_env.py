@@ -24,6 +24,7 @@ from pupper_ros.sim.mujoco_batch import MujocoBatch
 from pupper_ros.sim.simulation import NOMINAL_GROUND_FRICTION
 from training.config import TrainConfig
 from training.env import CRITIC_EXTRA
+from training.randomization import draw_dynamics
 from training.rewards import RewardInputs, total_reward
 
 
@@ -96,19 +97,18 @@ class BatchedPupperEnv:
         return self._observe(self._foot_contacts())
 
     def _randomize(self, ids: np.ndarray) -> None:
-        r, sim, rng, k, j = self.config.randomization, self.sim, self.rng, len(ids), self.profile.num_joints
         if not self.randomize:
             return
-        self.friction[ids] = rng.uniform(*r.friction, k)
-        sim.set_ground_friction(ids, self.friction[ids])
-        sim.set_mass_scales(ids, rng.uniform(*r.base_mass_scale, k), rng.uniform(*r.link_mass_scale, (k, j)))
-        sim.base_com_shift[ids] = np.stack([rng.uniform(*r.com_shift_x, k), rng.uniform(*r.com_shift_yz, k),
-                                            rng.uniform(*r.com_shift_yz, k)], axis=1)
-        sim.kp[ids] = self.profile.kp * rng.uniform(*r.kp_scale, (k, 1))
-        sim.kd[ids] = self.profile.kd * rng.uniform(*r.kd_scale, (k, 1))
-        sim.motor_strength[ids] = rng.uniform(*r.motor_strength, (k, j))
-        low, high = (int(round(x / self.physics_dt)) for x in r.latency_seconds)
-        self.latency_substeps[ids] = rng.integers(low, high + 1, size=k)
+        draw = draw_dynamics(self.config.randomization, self.profile, self.physics_dt, self.rng, len(ids))
+        sim = self.sim
+        self.friction[ids] = draw.friction
+        sim.set_ground_friction(ids, draw.friction)
+        sim.set_mass_scales(ids, draw.base_mass_scale, draw.link_mass_scale)
+        sim.base_com_shift[ids] = draw.base_com_shift
+        sim.kp[ids] = draw.kp
+        sim.kd[ids] = draw.kd
+        sim.motor_strength[ids] = draw.motor_strength
+        self.latency_substeps[ids] = draw.latency_substeps
 
     def _commands_for(self, ids: np.ndarray) -> np.ndarray:
         return self._sample_commands(len(ids)) if self.fixed_commands is None else self.fixed_commands[ids]

@@ -17,8 +17,9 @@ from pupper_ros.contract import CURRENT_CONTRACT, ActionMapping, GaitClock, Obse
 from pupper_ros.robot_profile import load_robot_profile
 from pupper_ros.safety import TargetEnvelope
 from pupper_ros.sim import make_simulation, physics_substeps
-from pupper_ros.sim.simulation import NOMINAL_GROUND_FRICTION, tilt
+from pupper_ros.sim.simulation import tilt
 from training.config import TrainConfig, load_config
+from training.randomization import draw_dynamics, nominal_dynamics
 from training.rewards import RewardInputs, total_reward
 
 CRITIC_EXTRA = 3 + 4 + 1 + 1 + 1  # base linear velocity, foot contacts, base height, friction, motor strength
@@ -70,27 +71,19 @@ class PupperEnv(gym.Env):
 
     # --- randomization ---------------------------------------------------------------------------------------
     def _randomize_dynamics(self) -> None:
-        r, sim, rng = self.config.randomization, self.sim, self.np_random
-        n = self.profile.num_joints
-        if not self.randomize:
-            self.friction = NOMINAL_GROUND_FRICTION
-            sim.set_ground_friction(self.friction)
-            sim.set_mass_scales(1.0, np.ones(n))
-            sim.kp[:] = self.profile.kp
-            sim.kd[:] = self.profile.kd
-            sim.motor_strength[:] = 1.0
-            sim.base_com_shift[:] = 0.0
-            self.latency_substeps = 0
-            return
-        self.friction = float(rng.uniform(*r.friction))
+        if self.randomize:
+            draw = draw_dynamics(self.config.randomization, self.profile, self.physics_dt, self.np_random, 1)
+        else:
+            draw = nominal_dynamics(self.profile, 1)
+        sim = self.sim
+        self.friction = float(draw.friction[0])
         sim.set_ground_friction(self.friction)
-        sim.set_mass_scales(float(rng.uniform(*r.base_mass_scale)), rng.uniform(*r.link_mass_scale, size=n))
-        sim.base_com_shift[:] = [rng.uniform(*r.com_shift_x), rng.uniform(*r.com_shift_yz), rng.uniform(*r.com_shift_yz)]
-        sim.kp[:] = self.profile.kp * rng.uniform(*r.kp_scale)
-        sim.kd[:] = self.profile.kd * rng.uniform(*r.kd_scale)
-        sim.motor_strength[:] = rng.uniform(*r.motor_strength, size=n)
-        low, high = (int(round(x / self.physics_dt)) for x in r.latency_seconds)
-        self.latency_substeps = int(rng.integers(low, high + 1))
+        sim.set_mass_scales(float(draw.base_mass_scale[0]), draw.link_mass_scale[0])
+        sim.base_com_shift[:] = draw.base_com_shift[0]
+        sim.kp[:] = draw.kp[0, 0]
+        sim.kd[:] = draw.kd[0, 0]
+        sim.motor_strength[:] = draw.motor_strength[0]
+        self.latency_substeps = int(draw.latency_substeps[0])
 
     def _sample_command(self) -> np.ndarray:
         if self._fixed_command is not None:
@@ -111,8 +104,8 @@ class PupperEnv(gym.Env):
         super().reset(seed=seed)
         options = options or {}
         self._fixed_command = None if options.get("command") is None else np.asarray(options["command"], dtype=np.float64)
-        self._randomize_dynamics()
         self._reset_episode_state()
+        self._randomize_dynamics()  # after the episode state, which used to zero the latency just drawn
         noise = self.config.env.initial_joint_noise
         q = self.profile.default_pose + self.np_random.uniform(-noise, noise, self.profile.num_joints)
         q = np.clip(q, self.profile.lower_limits, self.profile.upper_limits)
