@@ -122,10 +122,9 @@ def test_a_dead_writer_stops_recording_not_the_caller(tmp_path, profile):
     assert HEADER_TOPIC in topics_in(tmp_path / "dead.mcap")  # written before the first tick
 
 
-def test_sigterm_mid_run_leaves_a_complete_file_ending_in_damping(ros, tmp_path, profile):
-    log = tmp_path / "walk.mcap"
-    proc = subprocess.Popen(WALK + ["--backend", "sim", "--record-log", str(log)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+def walk_then_sigterm(ros, args: list[str]) -> None:
+    """pupper-walk with ``args`` until it walks, then SIGTERM; it must exit 0."""
+    proc = subprocess.Popen(WALK + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
     try:
         watch = WalkClient(ros)
         assert ros.spin_until(lambda: watch.state == "WALKING", timeout=30), (watch.states, proc.poll())
@@ -134,6 +133,11 @@ def test_sigterm_mid_run_leaves_a_complete_file_ending_in_damping(ros, tmp_path,
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_sigterm_mid_run_leaves_a_complete_file_ending_in_damping(ros, tmp_path, profile):
+    log = tmp_path / "walk.mcap"
+    walk_then_sigterm(ros, ["--backend", "sim", "--record-log", str(log)])
     with open(log, "rb") as f:
         summary = make_reader(f).get_summary()  # a finished file has a summary section with its statistics
     assert summary is not None and summary.statistics.message_count > 0
@@ -157,16 +161,9 @@ def test_a_robots_log_is_in_ros_time_and_replays_on_the_loops_clock(ros, tmp_pat
     emulator.start()
     log = tmp_path / "robot.mcap"
     started_wall, started_monotonic = time.time_ns(), time.monotonic()
-    proc = subprocess.Popen(WALK + ["--backend", "serial", "--port", emulator.port, "--record-log", str(log)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
     try:
-        watch = WalkClient(ros)
-        assert ros.spin_until(lambda: watch.state == "WALKING", timeout=30), (watch.states, proc.poll())
-        assert stop_process(proc, signal.SIGTERM) == 0
+        walk_then_sigterm(ros, ["--backend", "serial", "--port", emulator.port, "--record-log", str(log)])
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
         emulator.stop()
     ended_wall, ended_monotonic = time.time_ns(), time.monotonic()
     messages = read_log(log)

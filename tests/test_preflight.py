@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 import rclpy
 
+from pupper_ros.robot_profile import load_robot_profile
 from pupper_ros.ros import preflight
 from pupper_ros.sim.firmware_emulator import FirmwareEmulator
 from pupper_ros.sim.sensor_faults import SensorFaults
 from tests.ros2_control_standin import Ros2ControlStandIn
 
-MOTOR_TURN = 2 * math.pi / 10  # Pupper v3: 10:1 gearbox
+MOTOR_TURN = 2 * math.pi / load_robot_profile("pupper_v3").actuator.gear_ratio  # one motor turn at the joint
 
 
 @pytest.fixture
