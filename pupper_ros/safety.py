@@ -172,6 +172,7 @@ class SafetySupervisor:
         self._last_target: np.ndarray | None = None
         self._consecutive_overruns = 0
         self._gravity = np.zeros(3)
+        self._beyond, self._beyond_high = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
         self._scratch = np.zeros(n)
         self._blend = np.zeros(n)
         self._ramp_step = np.zeros(3)
@@ -264,9 +265,11 @@ class SafetySupervisor:
         age = now - sample.stamp
         if age > self.limits.sensor_timeout:
             return f"sensor sample {age * 1000:.0f} ms old (limit {self.limits.sensor_timeout * 1000:.0f} ms)"
-        beyond = np.flatnonzero((sample.joint_position < self._reading_low) | (sample.joint_position > self._reading_high))
-        if beyond.size:
-            i = beyond[0]
+        q, beyond = sample.joint_position, self._beyond  # every tick: compared into buffers allocated once
+        np.less(q, self._reading_low, out=beyond)
+        np.logical_or(beyond, np.greater(q, self._reading_high, out=self._beyond_high), out=beyond)
+        if beyond.any():
+            i = int(np.argmax(beyond))
             return (f"joint {self.profile.joints[i]} reads {sample.joint_position[i]:.3g} rad, more than "
                     f"{self.limits.joint_reading_tolerance} rad outside its limits "
                     f"[{self.profile.lower_limits[i]:.3f}, {self.profile.upper_limits[i]:.3f}] (encoder fault)")
