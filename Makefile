@@ -54,9 +54,11 @@ $(CM_MSGS_STAMP): $(TEST_STAMP) $(wildcard $(CM_MSGS)/* $(CM_MSGS)/*/*)
 run: $(RUN_STAMP)
 	$(BIN)/pupper-walk --backend sim --demo
 
+# The whole suite, one pytest-xdist worker per core, each test file kept on one worker (its session fixtures, such as
+# the installs test_install.py builds, are built once); tests/conftest.py gives each worker its own ROS 2 domain.
 test: $(TEST_STAMP) $(CM_MSGS_STAMP)
 	$(BIN)/ruff check pupper_ros training tests benchmarks launch
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 # The fast lane: lint, then every test that starts no process, builds nothing and trains nothing (marker "slow"
 # is the rest; tests/conftest.py fails a fast test that starts a process).

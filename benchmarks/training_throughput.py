@@ -18,7 +18,7 @@ Usage: python benchmarks/training_throughput.py [--seconds S] [--rounds R] [--ba
 
 --batch measures the batched path side by side: one MuJoCo robot's physics on one core, the physics ceiling of
 Pupper v3 robots in one MuJoCo batch (pupper_ros/sim/mujoco_batch.py) on all cores, the batched environment and the
-batched training loop (training/pupper_v3_mujoco_batch.yaml) as fractions of it, and the loop against the worker loop.
+batched training loop (training/recipes/pupper_v3_walk_mujoco_batch.yaml) as fractions of it, and the loop against the worker loop.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def vector_env_rate(seconds: float, envs: int) -> float:
 def rollout_rate(seconds: float) -> float:
     from training.actor_snapshot import take_snapshot
     from training.config import load_config
-    from training.train import build_algorithm
+    from training.ppo_adapter import build_algorithm
     from training.vec_env import PupperVecEnv
 
     config = load_config()
@@ -156,7 +156,8 @@ def training_loop_rate(seconds: float, overrides: dict | None = None) -> tuple[f
     import torch
 
     from training.config import load_config
-    from training.train import build_algorithm, training_iterations
+    from training.ppo_adapter import build_algorithm
+    from training.runner import training_iterations
     from training.vec_env import PupperVecEnv
 
     config = load_config(overrides=overrides)
@@ -201,15 +202,55 @@ def batched_loop_rate(seconds: float, config_path: Path) -> tuple[float, float]:
     import torch
 
     from training.config import load_config
-    from training.train import batched_iterations, build_algorithm, make_env
+    from training.ppo_adapter import build_algorithm
+    from training.runner import make_env, training_iterations
 
     config = load_config(config_path)
     env = make_env(config)
     alg = build_algorithm(config, env)
     alg.train_mode()
-    rate = iteration_rate(seconds, batched_iterations(alg, env, config), config)
+    rate = iteration_rate(seconds, training_iterations(alg, env, config), config)
+    env.close()
     torch.set_num_threads(1)
     return rate, peak_rss_mb([os.getpid()])
+
+
+def batched_costs(seconds: float, config_path: Path) -> tuple[float, float]:
+    """Microseconds per sample of the batched recipe's two halves, each alone: collecting a rollout (physics,
+    environment and the numpy actor, on the collector thread as training runs it) and the PPO update on one
+    (rsl-rl-lib, mirrored mini-batches, every core)."""
+    import torch
+
+    from training.actor_snapshot import take_snapshot
+    from training.config import load_config
+    from training.ppo_adapter import build_algorithm, learn_from_rollout
+    from training.runner import make_env
+
+    config = load_config(config_path)
+    env = make_env(config)
+    alg = build_algorithm(config, env)
+    alg.train_mode()
+    steps, samples = config.ppo.steps_per_env, config.envs * config.ppo.steps_per_env
+
+    def timed(action) -> float:
+        action()  # warm-up
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds / 2:
+            action()
+            n += samples
+        return (time.perf_counter() - start) / n * 1e6
+
+    def collect():
+        env.start_rollout(take_snapshot(alg.actor), steps)
+        collected.append(env.finish_rollout())
+
+    collected: list = []
+    collection = timed(collect)
+    torch.set_num_threads(os.cpu_count() or 1)
+    update = timed(lambda: learn_from_rollout(alg, collected[-1]))
+    torch.set_num_threads(1)
+    env.close()
+    return collection, update
 
 
 VARIANTS = [  # training-loop variants measured beside the default config: (label, config overrides)
@@ -217,7 +258,7 @@ VARIANTS = [  # training-loop variants measured beside the default config: (labe
     # legged_gym's flat-terrain networks and 3 epochs: a cheaper update, which needed 1.8x the samples to walk
     ("with a cheaper update (3 epochs, [128,64,32])",
      {"ppo": {"learning_epochs": 3}, "policy": {"actor_hidden": [128, 64, 32], "critic_hidden": [128, 64, 32]}}),
-    # training/pupper_v3_mujoco.yaml: collection is cheap there, so the update's share of the loop grows
+    # training/recipes/pupper_v3_walk_mujoco.yaml: collection is cheap there, so the update's share of the loop grows
     ("in mujoco (env.engine)", {"env": {"engine": "mujoco"}}),
     ("in mujoco with ppo.overlap_update", {"env": {"engine": "mujoco"}, "ppo": {"overlap_update": True}}),
 ]
@@ -292,7 +333,10 @@ def main() -> int:
 BATCH_SIZES = (64, 256, 1024)
 
 
-MUJOCO_RECIPE = Path(__file__).resolve().parents[1] / "training" / "pupper_v3_mujoco_batch.yaml"
+def mujoco_recipe() -> Path:
+    from training.config import RECIPES
+
+    return RECIPES / "pupper_v3_walk_mujoco_batch.yaml"
 
 
 def physics_ceiling(args) -> int:
@@ -302,7 +346,7 @@ def physics_ceiling(args) -> int:
     from pupper_ros.contract import CURRENT_CONTRACT
     from training.config import load_config
 
-    robots = load_config(MUJOCO_RECIPE).envs
+    robots = load_config(mujoco_recipe()).envs
     sizes = sorted(set(BATCH_SIZES) | {robots})  # the recipe's batch is the ceiling its loop is held to
     rounds, memory = [], 0.0
     for _ in range(args.rounds):
@@ -310,7 +354,8 @@ def physics_ceiling(args) -> int:
         for size in sizes:
             figures[size] = batch_physics_rate(args.seconds, size)
         figures["env"] = batched_env_rate(args.seconds, robots)
-        figures["loop"], peak = batched_loop_rate(args.seconds, MUJOCO_RECIPE)
+        figures["loop"], peak = batched_loop_rate(args.seconds, mujoco_recipe())
+        figures["collect_us"], figures["update_us"] = batched_costs(args.seconds, mujoco_recipe())
         memory = max(memory, peak)
         figures["workers"], _ = training_loop_rate(args.seconds, {"env": {"engine": "mujoco"}, "ppo": {"overlap_update": True}})
         rounds.append(figures)
@@ -329,8 +374,10 @@ def physics_ceiling(args) -> int:
               f"{against(size, 'single')} one robot")
     print(f"batched environment, {robots} robots, random actions:  {median('env'):8.0f} env steps/s = "
           f"{against('env', robots)} of the {robots}-robot ceiling")
-    print(f"batched training loop ({MUJOCO_RECIPE.name}):      {median('loop'):8.0f} env steps/s = "
+    print(f"batched training loop ({mujoco_recipe().name}):      {median('loop'):8.0f} env steps/s = "
           f"{against('loop', robots)} of the ceiling, {against('loop', 'workers')} the worker loop")
+    print(f"batched recipe, each half alone: collection {median('collect_us'):.0f} us per sample, PPO update "
+          f"{median('update_us'):.0f} us per sample")
     print(f"worker loop in MuJoCo (32 envs, update overlapped):    {median('workers'):8.0f} env steps/s")
     print(f"peak resident memory of the batched loop: {memory:.0f} MB")
     return 0

@@ -1,7 +1,12 @@
 import os
 
-# Each test run gets its own ROS 2 domain on loopback only, so parallel runs and other machines never cross-talk.
+# Each test run gets its own ROS 2 domain on loopback only, so parallel runs and other machines never cross-talk;
+# under pytest-xdist (make test runs two workers) each worker takes the next domains after the run's own.
 os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 90))
+if os.environ.get("PYTEST_XDIST_WORKER", "").startswith("gw") and "PUPPER_RUN_DOMAIN_ID" not in os.environ:
+    os.environ["PUPPER_RUN_DOMAIN_ID"] = os.environ["ROS_DOMAIN_ID"]
+    worker = int(os.environ["PYTEST_XDIST_WORKER"][2:])
+    os.environ["ROS_DOMAIN_ID"] = str((int(os.environ["ROS_DOMAIN_ID"]) + 1 + worker) % 101)
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
 import pytest  # noqa: E402

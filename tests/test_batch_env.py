@@ -1,6 +1,6 @@
 """The batched training environment (training/batch_env.py) as the per-robot one: its randomization inside the
 config's ranges, a robot whose physics goes non-finite reset and counted, and the shipped policy evaluated on the
-batch walking as the per-robot evaluation measures it."""
+batch walking as the per-robot evaluation measures it; rollouts collected on the batch's own thread."""
 
 import numpy as np
 import pytest
@@ -73,3 +73,65 @@ def test_the_observations_a_step_returns_are_not_rewritten_by_the_next():
     kept = first["policy"].clone()
     env.step(torch.ones(4, 12))
     assert torch.equal(first["policy"], kept)
+
+
+def _small_batch(robots: int = 4, **overrides):
+    from training.batch_vec_env import BatchVecEnv
+
+    config = load_config(overrides=MUJOCO | {"envs": robots, "policy": {"actor_hidden": [32], "critic_hidden": [32]}}
+                         | overrides)
+    return config, BatchVecEnv(config, threads=1)
+
+
+def test_a_rollout_collected_on_the_batchs_thread_is_the_steps_the_environment_takes_in_the_foreground():
+    """Training collects on a thread of its own (``start_rollout``); the same actions stepped one by one through
+    ``step`` in a second batch with the same seed give the same observations, rewards, ends and time-outs."""
+    import torch
+
+    from training.actor_snapshot import take_snapshot
+    from training.ppo_adapter import build_algorithm
+
+    config, env = _small_batch()
+    snapshot = take_snapshot(build_algorithm(config, env).actor)
+    env.start_rollout(snapshot, 6)
+    rollout = env.finish_rollout()
+    _, twin = _small_batch()
+    for t in range(6):
+        np.testing.assert_array_equal(twin.get_observations()["policy"].numpy(), rollout.observations[t])
+        _, rewards, dones, extras = twin.step(torch.from_numpy(rollout.actions[t]))
+        np.testing.assert_array_equal(rewards.numpy(), rollout.rewards[t])
+        np.testing.assert_array_equal(dones.numpy().astype(bool), rollout.dones[t])
+        np.testing.assert_array_equal(extras["time_outs"].numpy().astype(bool), rollout.time_outs[t])
+    np.testing.assert_array_equal(twin.get_observations()["policy"].numpy(), rollout.last_observations)
+    for t in range(6):  # acted with the snapshot: its means, with the Gaussian noise added
+        np.testing.assert_array_equal(rollout.action_means[t], snapshot.mean_action(rollout.observations[t]))
+    assert np.all(rollout.actions != rollout.action_means)
+    env.start_rollout(snapshot, 1)  # the next rollout goes on from where this one left
+    np.testing.assert_array_equal(env.finish_rollout().observations[0], rollout.last_observations)
+
+
+def test_a_failure_on_the_collector_thread_is_raised_where_training_waits_for_the_rollout():
+    from training.actor_snapshot import ActorSnapshot
+
+    _, env = _small_batch()
+    wrong = ActorSnapshot(np.zeros(5, np.float32), np.ones(5, np.float32), [], np.ones(12, np.float32))  # 5 inputs
+    env.start_rollout(wrong, 2)
+    with pytest.raises(ValueError):
+        env.finish_rollout()
+    with pytest.raises(RuntimeError, match="no rollout is being collected"):
+        env.finish_rollout()
+
+
+@pytest.mark.slow  # trains
+def test_overlapped_batched_training_writes_its_checkpoints(tmp_path):
+    """With ``ppo.overlap_update`` the batch collects rollout k+1 on its thread while PPO updates on rollout k."""
+    import torch
+
+    from training.runner import train
+
+    config, _ = _small_batch(steps=4 * 6 * 3, save_every=3, ppo={"steps_per_env": 6, "mini_batches": 2,
+                                                                  "learning_epochs": 1, "overlap_update": True})
+    checkpoint = train(config, tmp_path / "run", quiet=True)
+    state = torch.load(checkpoint, weights_only=False)
+    assert (state["iteration"], state["env_steps"]) == (3, 72)
+    assert len((tmp_path / "run" / "progress.csv").read_text().splitlines()) == 1 + 3

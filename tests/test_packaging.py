@@ -129,3 +129,28 @@ def test_the_readme_stays_a_users_guide_and_its_links_resolve():
     for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
         for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
             assert (page.parent / target).is_file(), f"{page.name} links to {target}, which does not exist"
+
+
+def test_the_readme_layout_names_every_directory_of_the_packages_and_only_existing_ones():
+    """The README's layout block is the map a new engineer reads first: each directory it names exists, and every
+    directory of ``pupper_ros/`` and ``training/`` is in it."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Layout", 1)[1].split("```")[1]
+    named, parent = set(), ""
+    for line in block.splitlines():
+        head = line[:23]  # the names column; the description starts at column 24
+        nested = line.startswith("  ")
+        for name in re.findall(r"([A-Za-z_.]+)/", head):
+            path = f"{parent}{name}" if nested else name
+            if not nested:
+                parent = f"{name}/"
+            named.add(path)
+    assert named, "no layout block found"
+    for path in sorted(named):
+        assert (ROOT / path).is_dir(), f"the README's layout names {path}/, which does not exist"
+    for package in ("pupper_ros", "training"):
+        for child in sorted((ROOT / package).iterdir()):
+            if child.is_dir() and child.name != "__pycache__":
+                assert f"{package}/{child.name}" in named, f"{package}/{child.name}/ is missing from the README's layout"

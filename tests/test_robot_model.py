@@ -155,3 +155,14 @@ def test_pupper_v2_profile_and_urdf_agree_with_the_reference_kinematics():
         assert state.base_position[2] > 0.14 and tilt(state.base_orientation) < 0.1
     finally:
         sim.close()
+
+
+def test_rotating_a_batch_of_vectors_by_quaternions_is_multiplying_by_their_rotation_matrices():
+    from pupper_ros.rotations import rotate
+
+    rng = np.random.default_rng(3)
+    quaternions = rng.normal(size=(50, 4))
+    quaternions /= np.linalg.norm(quaternions, axis=1, keepdims=True)
+    vectors = rng.normal(size=(50, 3))
+    expected = np.stack([rotation_matrix(q) @ v for q, v in zip(quaternions, vectors)])
+    np.testing.assert_allclose(rotate(quaternions, vectors), expected, atol=1e-12)

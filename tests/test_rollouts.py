@@ -8,7 +8,8 @@ from tensordict import TensorDict
 from pupper_ros.contract import CURRENT_CONTRACT
 from training.actor_snapshot import take_snapshot
 from training.config import load_config
-from training.train import build_algorithm, fill_storage, train
+from training.ppo_adapter import build_algorithm, fill_storage
+from training.runner import train
 from training.vec_env import PupperVecEnv
 
 SMALL = {"envs": 4, "ppo": {"steps_per_env": 6, "mini_batches": 2, "learning_epochs": 1},

@@ -4,7 +4,6 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -12,11 +11,12 @@ from pupper_ros import resources
 from pupper_ros.policy import load_policy
 from pupper_ros.robot_profile import load_robot_profile
 from tests.shipped import ROBOTS
+from training.config import RECIPES
 
 # Pupper v2's run directory, and its progress.csv with it, was lost before pupper-report copied the log (it does now);
 # its learning curve, drawn from that log, ships.
 HAS_PROGRESS_LOG = ("pupper_v3",)
-TRAINING_CONFIG = Path(__file__).resolve().parents[1] / "training" / "pupper_v2_mujoco.yaml"  # Pupper v2's recipe
+TRAINING_CONFIG = RECIPES / "pupper_v2_walk_mujoco.yaml"  # Pupper v2's recipe
 
 
 @pytest.mark.parametrize("robot", ROBOTS)
@@ -34,7 +34,7 @@ def test_shipped_policy_loads_with_its_report(robot):
 
 
 def test_shipped_pupper_v2_policy_was_trained_with_its_recipe():
-    """docs/training.md says so: the run's resolved config is training/pupper_v2_mujoco.yaml's, but for how long it ran."""
+    """docs/training.md says so: the run's resolved config is training/recipes/pupper_v2_walk_mujoco.yaml's, but for how long it ran."""
     from training.config import load_config
 
     shipped_config = resources.models_dir() / "pupper_v2_walk_config.yaml"

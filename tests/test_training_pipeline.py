@@ -11,7 +11,7 @@ from pupper_ros.policy import load_policy
 from training.config import load_config
 from training.export import export_checkpoint, policy_from_checkpoint
 from training.train import main as train_main
-from training.train import train
+from training.runner import train
 import pytest
 
 pytestmark = pytest.mark.slow  # every test here starts a process, a real-time robot or a build

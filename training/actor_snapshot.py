@@ -26,8 +26,17 @@ class ActorSnapshot:
     obs_scale: np.ndarray  # 1 / (std + eps) of the normalizer
     layers: list  # (weight [out, in], bias [out]) or the name of an activation
     action_std: np.ndarray
+    # a policy symmetric by construction (training/symmetric_model.py): (observation perm, sign, action perm, sign)
+    mirror: tuple | None = None
 
     def mean_action(self, observations: np.ndarray) -> np.ndarray:
+        if self.mirror is None:
+            return self._mlp(observations)
+        obs_perm, obs_sign, action_perm, action_sign = self.mirror
+        mirrored = self._mlp((observations[:, obs_perm] * obs_sign).astype(np.float32))
+        return (0.5 * (self._mlp(observations) + mirrored[:, action_perm] * action_sign)).astype(np.float32)
+
+    def _mlp(self, observations: np.ndarray) -> np.ndarray:
         x = (observations - self.obs_mean) * self.obs_scale
         for layer in self.layers:
             if isinstance(layer, str):
@@ -67,4 +76,8 @@ def take_snapshot(actor) -> ActorSnapshot:
                 raise ValueError(f"actor snapshot: no numpy version of layer {module!r}")
         actor.distribution.update(torch.zeros(1, actor.distribution.output_dim))  # std does not depend on the mean
         action_std = actor.distribution.std.squeeze(0).numpy().astype(np.float32).copy()
-    return ActorSnapshot(obs_mean, obs_scale, layers, action_std)
+        mirror = None
+        if hasattr(actor, "mirror_in"):  # training.symmetric_model.SymmetricMLPModel
+            mirror = (actor.mirror_in.perm.numpy().copy(), actor.mirror_in.sign.numpy().copy(),
+                      actor.mirror_out.perm.numpy().copy(), actor.mirror_out.sign.numpy().copy())
+    return ActorSnapshot(obs_mean, obs_scale, layers, action_std, mirror)

@@ -206,8 +206,9 @@ class BatchedPupperEnv:
     def _base_contact(self, position: np.ndarray, orientation: np.ndarray) -> np.ndarray:
         """Whether each base box reaches below the ground: its centre's height less its half-extent along world z."""
         centre = self.sim.batch.bind("geom_xpos")[:, self.sim.base_geom]
-        axes = np.stack([rotate(orientation, np.broadcast_to(e, (self.robots, 3))) for e in np.eye(3)], axis=1)
-        reach = np.abs(axes[..., 2]) @ self._base_geom_half
+        x, y, z, w = orientation.T  # the world z of each body axis: the rotation matrix's last row
+        axes_z = np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], axis=1)
+        reach = np.abs(axes_z) @ self._base_geom_half
         return centre[:, 2] - reach < 0.0
 
     def _body_state(self) -> dict[str, np.ndarray]:

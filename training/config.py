@@ -1,6 +1,6 @@
 """Training configuration: every setting in one tree of dataclasses, read from YAML with strict checking.
 
-``training/default.yaml`` holds the defaults a run starts from; a user file overrides any subset of it. Unknown keys
+``training/recipes/default.yaml`` holds the defaults a run starts from; a user file overrides any subset of it. Unknown keys
 and out-of-range values are errors naming the key. The resolved tree is saved with each run.
 """
 
@@ -15,7 +15,8 @@ from typing import Any
 
 import yaml
 
-DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
+RECIPES = Path(__file__).with_name("recipes")  # the recipes a run starts from (training/recipes/*.yaml)
+DEFAULT_CONFIG = RECIPES / "default.yaml"
 
 
 class ConfigError(ValueError):
@@ -133,6 +134,7 @@ class PolicyConfig:
     critic_hidden: list = field(default_factory=lambda: [256, 128, 128])
     activation: str = "elu"
     init_std: float = 0.5
+    symmetric: bool = False  # actor and critic mirror-symmetric by construction (training/symmetric_model.py)
 
     def validate(self) -> None:
         for name in ("actor_hidden", "critic_hidden"):

@@ -36,6 +36,7 @@ class Rollout:
     last_critic_observations: np.ndarray
     finished: list = field(default_factory=list)  # (return, length, fell) of episodes that ended
     reward_terms: dict = field(default_factory=dict)  # summed over the rollout
+    nonfinite_resets: int = 0  # robots reset because their physics went non-finite, since training began
 
     @staticmethod
     def concatenate(parts: list["Rollout"]) -> "Rollout":
@@ -56,6 +57,16 @@ class Rollout:
             last_observations=join("last_observations", 0), last_critic_observations=join("last_critic_observations", 0),
             finished=[f for p in parts for f in p.finished], reward_terms=terms,
         )
+
+
+def rollout_arrays(steps: int, envs: int, observation_size: int, critic_size: int, action_size: int) -> tuple:
+    """The [step, env, ...] arrays a rollout is collected into: observations, critic observations, actions, action
+    means, rewards, dones, time-outs."""
+    actions = np.empty((steps, envs, action_size), dtype=np.float32)
+    return (np.empty((steps, envs, observation_size), dtype=np.float32),
+            np.empty((steps, envs, critic_size), dtype=np.float32), actions, np.empty_like(actions),
+            np.empty((steps, envs), dtype=np.float32), np.empty((steps, envs), dtype=bool),
+            np.empty((steps, envs), dtype=bool))
 
 
 class EnvGroup:
@@ -107,13 +118,8 @@ class EnvGroup:
     def rollout(self, actor: ActorSnapshot, steps: int) -> Rollout:
         """``steps`` steps of every environment with actions sampled from ``actor``, from where the last call left."""
         n = len(self.envs)
-        obs = np.empty((steps, *self.observations.shape), dtype=np.float32)
-        critic = np.empty((steps, *self.critic_observations.shape), dtype=np.float32)
-        actions = np.empty((steps, n, len(actor.action_std)), dtype=np.float32)
-        means = np.empty_like(actions)
-        rewards = np.empty((steps, n), dtype=np.float32)
-        dones = np.empty((steps, n), dtype=bool)
-        time_outs = np.empty((steps, n), dtype=bool)
+        obs, critic, actions, means, rewards, dones, time_outs = rollout_arrays(
+            steps, n, self.observations.shape[1], self.critic_observations.shape[1], len(actor.action_std))
         finished, terms = [], {}
         for t in range(steps):
             obs[t], critic[t] = self.observations, self.critic_observations

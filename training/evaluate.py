@@ -93,7 +93,7 @@ def engine_overrides(engine: str) -> dict:
 
 def evaluation_config(robot: str, engine: str, seconds: float, latency: float | None = None, reference: bool = False):
     """The training config an evaluation runs: its robot and engine, episodes long enough, and for the robustness
-    checks the Pupper v3 reference randomization ranges (training/config.py, wider than training/default.yaml's)
+    checks the Pupper v3 reference randomization ranges (training/config.py, wider than training/recipes/default.yaml's)
     and a fixed action latency."""
     from training.config import RandomizationConfig, load_config
 
@@ -195,27 +195,6 @@ def passes_bar(metrics: dict) -> tuple[bool, list[str]]:
     return not failures, failures
 
 
-def plot(traces: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, 4, figsize=(16, 7), sharex=True)
-    for ax, (name, (command, trace)) in zip(axes.flat, traces.items()):
-        t, measured = np.array(trace["t"]), np.array(trace["measured"]).reshape(-1, 3)
-        for i, (label, colour) in enumerate((("vx m/s", "C0"), ("vy m/s", "C1"), ("yaw rad/s", "C2"))):
-            ax.plot(t, measured[:, i], colour, label=f"measured {label}")
-            ax.axhline(command[i], color=colour, linestyle="--", linewidth=1)
-        ax.set_title(name)
-        ax.set_xlabel("s")
-    axes.flat[0].legend(fontsize=7)
-    fig.suptitle("commanded (dashed) and measured velocity, 1 s windows, first episode")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-
-
 def evaluate(policy_path: Path, out_dir: Path, episodes: int = 20, seconds: float = 10.0, randomize: bool = True,
              seed: int = 1000, commands: dict | None = None, workers: int = 0, robot: str = "pupper_v3",
              engine: str = "pybullet", latency: float | None = None, reference_randomization: bool = False) -> dict:
@@ -253,7 +232,9 @@ def evaluate(policy_path: Path, out_dir: Path, episodes: int = 20, seconds: floa
     metrics["bar"] = dict(BAR, passed=ok, failures=failures)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "eval_metrics.json").write_text(json.dumps(metrics, indent=2))
-    plot({name: (cmd, results[0].trace) for name, cmd, results in outputs}, out_dir / "eval_velocity.png")
+    from training.evaluation_plots import velocity_plot
+
+    velocity_plot({name: (cmd, results[0].trace) for name, cmd, results in outputs}, out_dir / "eval_velocity.png")
     return metrics
 
 

@@ -104,12 +104,12 @@ def export_policy(
 
 def policy_from_checkpoint(checkpoint: str | Path):
     """The deterministic actor (observation normalizer inside) of a training checkpoint, with its training state."""
-    from rsl_rl.models import MLPModel
+    from rsl_rl.utils import resolve_class
 
     from pupper_ros.contract import CURRENT_CONTRACT
     from training.config import load_config
     from training.env import CRITIC_EXTRA
-    from training.train import rsl_rl_config
+    from training.ppo_adapter import rsl_rl_config
     from training.vec_env import observation_groups
 
     state = torch.load(checkpoint, weights_only=False, map_location="cpu")
@@ -117,9 +117,8 @@ def policy_from_checkpoint(checkpoint: str | Path):
     n = CURRENT_CONTRACT.observation_size
     obs = observation_groups(torch.zeros(1, n), torch.zeros(1, n + CRITIC_EXTRA))
     rsl_cfg = rsl_rl_config(config)
-    actor_cfg = dict(rsl_cfg["actor"])
-    actor_cfg.pop("class_name")
-    actor = MLPModel(obs, rsl_cfg["obs_groups"], "actor", CURRENT_CONTRACT.action_size, **actor_cfg)
+    actor_class, actor_cfg = resolve_class(rsl_cfg["actor"])
+    actor = actor_class(obs, rsl_cfg["obs_groups"], "actor", CURRENT_CONTRACT.action_size, **actor_cfg)
     actor.load_state_dict(state["algorithm"]["actor_state_dict"])
     return actor.as_onnx(verbose=False).eval(), state, config
 
@@ -138,7 +137,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path) -> float:
         "date": state["saved"],
         "config_digest": state["config_digest"],
         "wall_clock_s": round(float(state["wall_clock"]), 1),
-        "trainer": "pupper_ros training (rsl-rl-lib PPO, PyBullet)",
+        "trainer": f"pupper_ros training (rsl-rl-lib PPO, {config.env.engine}{', batched' if config.env.batched else ''})",
     }
     metadata = build_metadata(CURRENT_CONTRACT, profile, command_low=profile.command_low,
                               command_high=profile.command_high, provenance=provenance)
@@ -152,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    from training.train import resolve_checkpoint
+    from training.run_files import resolve_checkpoint
 
     parser = argparse.ArgumentParser(prog="pupper-export", description="Export a training run or checkpoint as a pupper_ros ONNX policy.")
     parser.add_argument("run_or_checkpoint", help="a run directory (its latest checkpoint) or a checkpoint .pt file")

@@ -67,7 +67,7 @@ def passes_in_every_engine(by_engine: dict[str, dict]) -> tuple[bool, list[str]]
 def main(argv: list[str] | None = None) -> int:
     from training.evaluate import evaluate
     from training.export import export_checkpoint
-    from training.train import progress_until, resolve_checkpoint
+    from training.run_files import progress_until, resolve_checkpoint
 
     parser = argparse.ArgumentParser(prog="pupper-report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path, help="the run directory")
