@@ -27,9 +27,10 @@ from training.run_files import (CHECKPOINT_DIR, LATEST, PROGRESS_COLUMNS, PROGRE
 def training_iterations(alg, env, config: TrainConfig):
     """Endless PPO iterations; yields (rollout, losses) after each update.
 
-    With ``ppo.overlap_update`` the workers collect rollout k+1 while the trainer updates on rollout k, acting with
-    the actor from before that update (one update behind, as in asynchronous PPO): the two cores are kept busy
-    instead of taking turns. Otherwise they wait for the update, which then uses every core.
+    With ``ppo.overlap_update`` the environments (worker processes, or the batch's collector thread) collect rollout
+    k+1 while the trainer updates on rollout k, acting with the actor from before that update (one update behind, as
+    in asynchronous PPO): the cores are kept busy instead of taking turns. Otherwise collection waits for the update,
+    which then uses every core.
     """
     from training.actor_snapshot import take_snapshot
 
@@ -41,10 +42,10 @@ def training_iterations(alg, env, config: TrainConfig):
             rollout = env.finish_rollout()
             if overlap:
                 env.start_rollout(take_snapshot(alg.actor), steps)
-                torch.set_num_threads(1)  # the workers have the other cores
+                torch.set_num_threads(1)  # collection has the other cores
                 losses = learn_from_rollout(alg, rollout)
             else:
-                torch.set_num_threads(os.cpu_count() or 1)  # the workers wait: the update may use every core
+                torch.set_num_threads(os.cpu_count() or 1)  # collection waits: the update may use every core
                 losses = learn_from_rollout(alg, rollout)
                 env.start_rollout(take_snapshot(alg.actor), steps)
             yield rollout, losses
