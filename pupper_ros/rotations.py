@@ -15,6 +15,12 @@ def rotation_matrix(orientation_xyzw) -> np.ndarray:
     ])
 
 
+def world_z_of_body_axes(orientations_xyzw: np.ndarray) -> np.ndarray:
+    """The world z component of each body axis [n, 3] for unit quaternions [n, 4]: rotation_matrix's last row."""
+    x, y, z, w = orientations_xyzw.T
+    return np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], axis=1)
+
+
 def rotate(orientation_xyzw: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     """Rotate ``vectors`` [n, 3] by unit quaternions [n, 4] (xyzw): v + 2 w (u x v) + 2 u x (u x v)."""
     u, w = orientation_xyzw[:, :3], orientation_xyzw[:, 3:4]

@@ -166,3 +166,6 @@ def test_rotating_a_batch_of_vectors_by_quaternions_is_multiplying_by_their_rota
     vectors = rng.normal(size=(50, 3))
     expected = np.stack([rotation_matrix(q) @ v for q, v in zip(quaternions, vectors)])
     np.testing.assert_allclose(rotate(quaternions, vectors), expected, atol=1e-12)
+    from pupper_ros.rotations import world_z_of_body_axes
+
+    np.testing.assert_allclose(world_z_of_body_axes(quaternions), [rotation_matrix(q)[2] for q in quaternions], atol=1e-12)

@@ -17,7 +17,7 @@ import numpy as np
 
 from pupper_ros.contract import CURRENT_CONTRACT, ActionMapping, ObservationBuilder, projected_gravity_batch
 from pupper_ros.robot_profile import load_robot_profile
-from pupper_ros.rotations import rotate
+from pupper_ros.rotations import rotate, world_z_of_body_axes
 from pupper_ros.safety import TargetEnvelope
 from pupper_ros.sim import physics_substeps
 from pupper_ros.sim.mujoco_batch import MujocoBatch
@@ -206,9 +206,7 @@ class BatchedPupperEnv:
     def _base_contact(self, position: np.ndarray, orientation: np.ndarray) -> np.ndarray:
         """Whether each base box reaches below the ground: its centre's height less its half-extent along world z."""
         centre = self.sim.batch.bind("geom_xpos")[:, self.sim.base_geom]
-        x, y, z, w = orientation.T  # the world z of each body axis: the rotation matrix's last row
-        axes_z = np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], axis=1)
-        reach = np.abs(axes_z) @ self._base_geom_half
+        reach = np.abs(world_z_of_body_axes(orientation)) @ self._base_geom_half
         return centre[:, 2] - reach < 0.0
 
     def _body_state(self) -> dict[str, np.ndarray]:

@@ -43,17 +43,12 @@ class _Mirror(nn.Module):
         return torch.index_select(x, -1, self.perm) * self.sign
 
 
-class _Symmetrized(nn.Module):
+def symmetrized(normalizer: nn.Module, mlp: nn.Module, mirror_in: _Mirror, mirror_out: _Mirror,
+                raw: torch.Tensor) -> torch.Tensor:
     """f(o) = (g(o) + M_out g(M_in o)) / 2 over raw (unnormalized) observations, g = MLP after normalizer."""
-
-    def __init__(self, normalizer: nn.Module, mlp: nn.Module, mirror_in: _Mirror, mirror_out: _Mirror):
-        super().__init__()
-        self.normalizer, self.mlp, self.mirror_in, self.mirror_out = normalizer, mlp, mirror_in, mirror_out
-
-    def forward(self, raw: torch.Tensor) -> torch.Tensor:
-        direct = self.mlp(self.normalizer(raw))
-        mirrored = self.mlp(self.normalizer(self.mirror_in(raw)))
-        return 0.5 * (direct + self.mirror_out(mirrored))
+    direct = mlp(normalizer(raw))
+    mirrored = mlp(normalizer(mirror_in(raw)))
+    return 0.5 * (direct + mirror_out(mirrored))
 
 
 class SymmetricMLPModel(MLPModel):
@@ -67,12 +62,9 @@ class SymmetricMLPModel(MLPModel):
             raise ValueError(f"the {obs_set}'s mirror map covers {len(in_perm)} inputs, the model has {self.obs_dim}")
         self.mirror_in, self.mirror_out = _Mirror(in_perm, in_sign), _Mirror(out_perm, out_sign)
 
-    def symmetric_output(self, raw: torch.Tensor) -> torch.Tensor:
-        return _Symmetrized(self.obs_normalizer, self.mlp, self.mirror_in, self.mirror_out)(raw)
-
     def forward(self, obs, masks=None, hidden_state=None, stochastic_output: bool = False) -> torch.Tensor:
         raw = torch.cat([obs[group] for group in self.obs_groups], dim=-1)
-        output = self.symmetric_output(raw)
+        output = symmetrized(self.obs_normalizer, self.mlp, self.mirror_in, self.mirror_out, raw)
         if self.distribution is not None:
             if stochastic_output:
                 self.distribution.update(output)
@@ -89,9 +81,9 @@ class _OnnxSymmetricModel(nn.Module):
 
     def __init__(self, model: SymmetricMLPModel):
         super().__init__()
-        self.symmetrized = copy.deepcopy(_Symmetrized(model.obs_normalizer, model.mlp, model.mirror_in,
-                                                      model.mirror_out))
+        self.obs_normalizer, self.mlp = copy.deepcopy(model.obs_normalizer), copy.deepcopy(model.mlp)
+        self.mirror_in, self.mirror_out = copy.deepcopy(model.mirror_in), copy.deepcopy(model.mirror_out)
         self.deterministic_output = model.distribution.as_deterministic_output_module()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.deterministic_output(self.symmetrized(x))
+        return self.deterministic_output(symmetrized(self.obs_normalizer, self.mlp, self.mirror_in, self.mirror_out, x))
