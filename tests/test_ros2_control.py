@@ -3,6 +3,7 @@ controller_manager is not installable here): configure through pupper-walk --bac
 as a process of its own, and the backend in-process for the bad inputs; end to end, the daemon walks the stand-in,
 faults to damping when it falls silent, and leaves damping on the wire when it is stopped."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -34,9 +35,9 @@ pytestmark = pytest.mark.slow  # every test here starts a process, a real-time r
 SENSOR_TIMEOUT_S = 0.5
 
 
-def start_walk(*args):
+def start_walk(*args, ros_args=()):
     return subprocess.Popen([sys.executable, "-m", "pupper_ros.ros.walk", "--backend", "ros2_control", *args,
-                             "--ros-args", "-p", f"sensor_timeout:={SENSOR_TIMEOUT_S}"],
+                             "--ros-args", "-p", f"sensor_timeout:={SENSOR_TIMEOUT_S}", *ros_args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -359,9 +360,12 @@ def test_sigterm_during_configure_activates_nothing_and_exits_0(ros):
     for controller in ("forward_kp_controller",):
         watch.node.create_subscription(Float64MultiArray, f"/{controller}/commands", lambda m: kps.append(max(m.data)),
                                        QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
-    proc = start_walk()
+    # A name of its own: an earlier test's pupper_walk can linger in the DDS graph until its lease expires, and a signal
+    # sent on seeing that one would reach this process before it has its handlers.
+    node_name = f"pupper_walk_sigterm_{os.getpid()}"
+    proc = start_walk(ros_args=("-r", f"__node:={node_name}"))
     try:
-        assert ros.spin_until(lambda: "pupper_walk" in watch.node.get_node_names(), timeout=30)
+        assert ros.spin_until(lambda: node_name in watch.node.get_node_names(), timeout=30)
         proc.send_signal(signal.SIGTERM)
         with StandInProcess():
             output = proc.communicate(timeout=60)[0]
