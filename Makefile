@@ -1,12 +1,12 @@
 # Quick start: `make run` (set-up, then the main job) and `make test` (set-up, then the whole test suite).
 # Both create .venv on first use and reinstall only when pyproject.toml or setup.py change.
 #   make run   installs the runtime with the ROS 2 wheels and PyBullet (extras ros,sim): what the demo needs, no torch
-#   make test  installs everything (extras ros,train,dev, and torch for training)
+#   make test  installs everything (extras ros,train,dev,ray, and torch for training)
 
 PYTHON ?= python3
 VENV ?= .venv
 RUN_EXTRAS ?= ros,sim
-TEST_EXTRAS ?= ros,train,dev
+TEST_EXTRAS ?= ros,train,dev,ray
 # PyTorch (make test only): kept if .venv already has one. Otherwise a machine without an NVIDIA GPU takes the CPU
 # build named by TORCH_SPEC (torch==2.13.0 is a CPU build on this project's build machines); elsewhere override, e.g.
 #   make test TORCH_SPEC=torch TORCH_INDEX=https://download.pytorch.org/whl/cpu

@@ -109,7 +109,7 @@ def first_to_walk(args, run: Path) -> dict | None:
     work = Path(tempfile.mkdtemp())
     best = (float("inf"), None)
     for checkpoint in checkpoints_to_screen(args, run):
-        state = torch.load(checkpoint, weights_only=False)
+        state = torch.load(checkpoint, weights_only=False, map_location="cpu")
         policy = work / f"{checkpoint.stem}.onnx"
         export_checkpoint(checkpoint, policy)
         screen = evaluate(policy, work / checkpoint.stem, episodes=args.screen_episodes, seconds=10.0, robot=args.robot,

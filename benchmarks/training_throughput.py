@@ -14,11 +14,16 @@ The machine is a shared VM whose speed drifts by 10-20 % from one minute to the 
 in several rounds, one after another; a ratio is taken within a round and the median over the rounds is printed with
 its range.
 
-Usage: python benchmarks/training_throughput.py [--seconds S] [--rounds R] [--batch]
+Usage: python benchmarks/training_throughput.py [--seconds S] [--rounds R] [--batch | --ray]
 
 --batch measures the batched path side by side: one MuJoCo robot's physics on one core, the physics ceiling of
 Pupper v3 robots in one MuJoCo batch (pupper_ros/sim/mujoco_batch.py) on all cores, the batched environment and the
 batched training loop (training/recipes/pupper_v3_walk_mujoco_batch.yaml) as fractions of it, and the loop against the worker loop.
+
+--ray measures the batched recipe's loop on this machine and the same loop with its batches in Ray actors (a Ray
+started here, one actor per core), side by side per round; the bytes a rollout and an actor snapshot move; and the
+per-actor costs a cluster estimate is built from (one actor's collection per sample, through Ray and in-process, and
+the update per sample in the driver).
 """
 
 from __future__ import annotations
@@ -215,6 +220,75 @@ def batched_loop_rate(seconds: float, config_path: Path) -> tuple[float, float]:
     return rate, peak_rss_mb([os.getpid()])
 
 
+def batched_loop_rate_through_ray(seconds: float, config_path: Path, actors: int | None = None) -> float:
+    """The batched training loop with its batches in Ray actors (``pupper-train --ray``), env steps/s."""
+    import torch
+
+    from training.config import load_config
+    from training.ppo_adapter import build_algorithm
+    from training.ray_vec_env import RaySettings, RayVecEnv
+    from training.runner import training_iterations
+
+    config = load_config(config_path)
+    env = RayVecEnv(config, RaySettings(actors=actors))
+    alg = build_algorithm(config, env)
+    alg.train_mode()
+    rate = iteration_rate(seconds, training_iterations(alg, env, config), config)
+    env.close()
+    torch.set_num_threads(1)
+    return rate
+
+
+def microseconds_per_sample(action, samples: int, seconds: float) -> float:
+    """Wall-clock of ``action`` per sample, ``samples`` a call, repeated for ``seconds`` after one warm-up call."""
+    action()
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        action()
+        n += samples
+    return (time.perf_counter() - start) / n * 1e6
+
+
+def collection_costs_of_one_actor(seconds: float, config_path: Path) -> dict[str, float]:
+    """Microseconds per sample of collecting the recipe's rollout on one core: in this process (a ``BatchCollector``,
+    one MuJoCo thread) and through one Ray actor (the same, plus the snapshot going out and the rollout coming
+    back); the bytes of the rollout and of the snapshot as pickled (numpy arrays out of band, as Ray moves them)."""
+    import pickle
+
+    from training.actor_snapshot import take_snapshot
+    from training.batch_collector import BatchCollector
+    from training.config import load_config
+    from training.ppo_adapter import build_algorithm
+    from training.ray_vec_env import RaySettings, RayVecEnv
+
+    config = load_config(config_path)
+    steps, samples = config.ppo.steps_per_env, config.envs * config.ppo.steps_per_env
+
+    def per_sample(action) -> float:
+        return microseconds_per_sample(action, samples, seconds / 2)
+
+    env = RayVecEnv(config, RaySettings(actors=1))
+    snapshot = take_snapshot(build_algorithm(config, env).actor)
+    rollouts: list = []
+
+    def through_ray():
+        env.start_rollout(snapshot, steps)
+        rollouts.append(env.finish_rollout())
+
+    figures = {"ray_collect_us": per_sample(through_ray)}
+    env.close()
+    local = BatchCollector(config, threads=1)
+    figures["local_collect_us"] = per_sample(lambda: local.rollout(snapshot, steps))
+
+    def pickled_bytes(obj) -> int:
+        buffers: list = []
+        head = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+        return len(head) + sum(b.raw().nbytes for b in buffers)
+
+    figures["rollout_bytes"], figures["snapshot_bytes"] = pickled_bytes(rollouts[-1]), pickled_bytes(snapshot)
+    return figures
+
+
 def batched_costs(seconds: float, config_path: Path) -> tuple[float, float]:
     """Microseconds per sample of the batched recipe's two halves, each alone: collecting a rollout (physics,
     environment and the numpy actor, on the collector thread as training runs it) and the PPO update on one
@@ -233,12 +307,7 @@ def batched_costs(seconds: float, config_path: Path) -> tuple[float, float]:
     steps, samples = config.ppo.steps_per_env, config.envs * config.ppo.steps_per_env
 
     def timed(action) -> float:
-        action()  # warm-up
-        n, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds / 2:
-            action()
-            n += samples
-        return (time.perf_counter() - start) / n * 1e6
+        return microseconds_per_sample(action, samples, seconds / 2)
 
     def collect():
         env.start_rollout(take_snapshot(alg.actor), steps)
@@ -284,10 +353,16 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of every figure; ratios are taken within a round")
     parser.add_argument("--batch", action="store_true",
                         help="the batched path: physics ceiling, batched environment and loop, against the worker loop")
+    parser.add_argument("--ray", action="store_true",
+                        help="the batched loop through Ray actors against the same loop on this machine, bytes moved")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
+    if args.batch and args.ray:
+        parser.error("--batch or --ray, not both")
     if args.batch:
         return physics_ceiling(args)
+    if args.ray:
+        return ray_figures(args)
     rounds, memory = [], 0.0
     for r in range(args.rounds):
         rates, decimation, peak = measure_round(args.seconds)
@@ -380,6 +455,42 @@ def physics_ceiling(args) -> int:
           f"{median('update_us'):.0f} us per sample")
     print(f"worker loop in MuJoCo (32 envs, update overlapped):    {median('workers'):8.0f} env steps/s")
     print(f"peak resident memory of the batched loop: {memory:.0f} MB")
+    return 0
+
+
+def ray_figures(args) -> int:
+    """The batched loop on this machine and through Ray, side by side per round; the per-actor costs and bytes."""
+    import ray
+
+    from training.config import load_config
+
+    cores = os.cpu_count() or 1
+    ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    config = load_config(mujoco_recipe())
+    rounds = []
+    for _ in range(args.rounds):
+        figures = {"local": batched_loop_rate(args.seconds, mujoco_recipe())[0],
+                   "ray": batched_loop_rate_through_ray(args.seconds, mujoco_recipe())}
+        figures |= collection_costs_of_one_actor(args.seconds, mujoco_recipe())
+        figures["update_us"] = batched_costs(args.seconds, mujoco_recipe())[1]
+        rounds.append(figures)
+    ray.shutdown()
+
+    def median(key):
+        return float(np.median([r[key] for r in rounds]))
+
+    ratios = [r["ray"] / r["local"] for r in rounds]
+    samples = config.envs * config.ppo.steps_per_env
+    print(f"machine: {cores} cores; {mujoco_recipe().name} ({config.envs} robots x {config.ppo.steps_per_env} steps); "
+          f"medians of {args.rounds} rounds of {args.seconds:.0f} s per figure")
+    print(f"batched loop on this machine:              {median('local'):8.0f} env steps/s")
+    print(f"batched loop through Ray, {cores} actors:        {median('ray'):8.0f} env steps/s = "
+          f"{np.median(ratios):.2f}x the local loop (rounds {min(ratios):.2f}-{max(ratios):.2f})")
+    print(f"one actor's collection, one core: {median('ray_collect_us'):.0f} us per sample through Ray, "
+          f"{median('local_collect_us'):.0f} us in-process")
+    print(f"PPO update in the driver ({cores} threads): {median('update_us'):.0f} us per sample")
+    print(f"bytes per iteration: rollout {median('rollout_bytes') / 1e3:.0f} kB ({median('rollout_bytes') / samples:.0f} "
+          f"B per sample), actor snapshot {median('snapshot_bytes') / 1e3:.0f} kB to each actor")
     return 0
 
 

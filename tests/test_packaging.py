@@ -41,13 +41,13 @@ def project_dependencies():
 
 
 @pytest.mark.slow
-def test_runtime_imports_neither_torch_nor_a_simulator():
+def test_runtime_imports_neither_torch_nor_a_simulator_nor_ray():
     modules = runtime_modules()
     assert "pupper_ros.policy" in modules and "pupper_ros.contract" in modules
     code = (
         "import importlib, sys\n"
         f"for m in {modules!r}: importlib.import_module(m)\n"
-        "heavy = sorted(k for k in sys.modules if k.split('.')[0] in ('torch', 'pybullet', 'pybullet_utils', 'mujoco')\n"
+        "heavy = sorted(k for k in sys.modules if k.split('.')[0] in ('torch', 'pybullet', 'pybullet_utils', 'mujoco', 'ray')\n"
         "               or k.startswith('pupper_ros.sim'))\n"
         "print(','.join(heavy))\n"
     )
@@ -111,7 +111,7 @@ def test_make_run_installs_the_runtime_with_ros_and_sim_and_no_torch(tmp_path):
 def test_make_test_installs_everything(tmp_path):
     installs = [line for line in make_dry_run("test", tmp_path).splitlines() if "pip install" in line]
     assert any("torch" in line for line in installs), installs
-    assert any('-e ".[ros,train,dev]"' in line for line in installs), installs
+    assert any('-e ".[ros,train,dev,ray]"' in line for line in installs), installs
 
 
 @pytest.mark.parametrize("name", ["README.md", "Makefile", ".ci/run", "package.xml", "setup.py", "setup.cfg"])

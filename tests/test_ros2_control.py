@@ -225,6 +225,8 @@ def test_close_reports_whether_the_controllers_acknowledged_damping(profile, sta
     backend = open_backend(profile, standin)
     backend.close()
     assert backend.stop_report == "damping acknowledged by all three forward controllers"
+    # acknowledged is DDS's word that the message reached the stand-in's reader; its callback runs on its own thread
+    assert wait_until(lambda: standin.last_command("kp") is not None)
     assert np.all(standin.last_command("kp") == 0.0)
 
 

@@ -211,7 +211,7 @@ def test_a_batched_mujoco_run_writes_the_same_kind_of_run_and_exports(tmp_path, 
     assert train_main(["--engine", "mujoco", "--batched", "--envs", "16", "--steps", str(16 * 8 * 3), "--out", str(out), "--quiet",
                        "--config", str(_tiny_config(tmp_path))]) == 0
     lines = (out / "progress.csv").read_text().splitlines()
-    assert lines[0].endswith(",checkpoint,nonfinite_resets") and len(lines) == 1 + 3
+    assert lines[0].endswith(",checkpoint,nonfinite_resets,lost_rollouts") and len(lines) == 1 + 3
     assert [row.split(",")[-1] for row in lines[1:]] == ["0", "0", "0"]
     assert load_config(out / "config.yaml").env.batched
     assert export_checkpoint(out / "checkpoints" / "latest.pt", tmp_path / "p.onnx") < 1e-5

@@ -55,10 +55,15 @@ class ActorSnapshot:
 
 
 def take_snapshot(actor) -> ActorSnapshot:
-    """Copy an rsl_rl ``MLPModel`` actor (observation normalization, MLP, Gaussian distribution)."""
+    """Copy an rsl_rl ``MLPModel`` actor (observation normalization, MLP, Gaussian distribution), wherever the learner
+    keeps it."""
+    import copy
+
     import torch
 
     with torch.no_grad():
+        if any(p.device.type != "cpu" for p in actor.parameters()):
+            actor = copy.deepcopy(actor).cpu()
         normalizer = actor.obs_normalizer
         if isinstance(normalizer, torch.nn.Identity):
             size = actor.obs_dim

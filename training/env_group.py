@@ -37,6 +37,7 @@ class Rollout:
     finished: list = field(default_factory=list)  # (return, length, fell) of episodes that ended
     reward_terms: dict = field(default_factory=dict)  # summed over the rollout
     nonfinite_resets: int = 0  # robots reset because their physics went non-finite, since training began
+    lost_rollouts: int = 0  # parts lost with their collector (a Ray actor's node) and collected again, since training began
 
     @staticmethod
     def concatenate(parts: list["Rollout"]) -> "Rollout":
@@ -56,6 +57,7 @@ class Rollout:
             rewards=join("rewards"), dones=join("dones"), time_outs=join("time_outs"),
             last_observations=join("last_observations", 0), last_critic_observations=join("last_critic_observations", 0),
             finished=[f for p in parts for f in p.finished], reward_terms=terms,
+            nonfinite_resets=sum(p.nonfinite_resets for p in parts),
         )
 
 

@@ -5,6 +5,7 @@ collector thread), acting with a numpy snapshot of the actor.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from training.config import TrainConfig
@@ -49,7 +50,7 @@ def build_algorithm(config: TrainConfig, env):
     from rsl_rl.algorithms import PPO
 
     with contextlib.redirect_stdout(io.StringIO()):  # rsl_rl prints the network layouts
-        return PPO.construct_algorithm(env.get_observations(), env, rsl_rl_config(config), "cpu")
+        return PPO.construct_algorithm(env.get_observations().to(env.device), env, rsl_rl_config(config), env.device)
 
 
 def learn_from_rollout(alg, rollout) -> dict[str, float]:
@@ -71,19 +72,23 @@ def fill_storage(alg, rollout) -> None:
     from training.vec_env import observation_groups
 
     steps, envs = rollout.actions.shape[:2]
-    storage = alg.storage
+    storage, device = alg.storage, alg.device
+
+    def tensor(array):  # writable: see observation_groups
+        return torch.as_tensor(np.require(array, requirements="W"), device=device)
+
     with torch.inference_mode():
-        obs = observation_groups(rollout.observations, rollout.critic_observations)
+        obs = observation_groups(rollout.observations, rollout.critic_observations).to(device)
         flat = obs.flatten(0, 1)
         values = alg.critic(flat).view(steps, envs, 1)
         alg.actor(flat, stochastic_output=True)
         reference = tuple(p.view(steps, envs, -1) for p in alg.actor.output_distribution_params)
-        actions = torch.from_numpy(rollout.actions)
-        behaviour = Normal(torch.from_numpy(rollout.action_means), torch.from_numpy(rollout.action_std))
+        actions = tensor(rollout.actions)
+        behaviour = Normal(tensor(rollout.action_means), tensor(rollout.action_std))
         log_probs = behaviour.log_prob(actions).sum(dim=-1)
-        rewards = torch.from_numpy(rollout.rewards)
-        rewards = rewards + alg.gamma * values.squeeze(-1) * torch.from_numpy(rollout.time_outs).float()  # bootstrap time-outs
-        dones = torch.from_numpy(rollout.dones).float()
+        rewards = tensor(rollout.rewards)
+        rewards = rewards + alg.gamma * values.squeeze(-1) * tensor(rollout.time_outs).float()  # bootstrap time-outs
+        dones = tensor(rollout.dones).float()
         transition = alg.transition
         for t in range(steps):
             transition.observations, transition.actions, transition.values = obs[t], actions[t], values[t]
@@ -91,4 +96,4 @@ def fill_storage(alg, rollout) -> None:
             transition.rewards, transition.dones = rewards[t], dones[t]
             storage.add_transition(transition)
             transition.clear()
-        alg.compute_returns(observation_groups(rollout.last_observations, rollout.last_critic_observations))
+        alg.compute_returns(observation_groups(rollout.last_observations, rollout.last_critic_observations).to(device))

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as exc:
         print(f"pupper-report: {exc}", file=sys.stderr)
         return 2
-    state = torch.load(checkpoint, weights_only=False)
+    state = torch.load(checkpoint, weights_only=False, map_location="cpu")
     trained = state["config"]["robot"]
     if args.robot is not None and args.robot != trained:
         print(f"pupper-report: {checkpoint} is a policy for robot {trained!r}, not {args.robot!r}", file=sys.stderr)

@@ -17,7 +17,7 @@ CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest.pt"
 PROGRESS_LOG = "progress.csv"
 PROGRESS_COLUMNS = ["iteration", "env_steps", "wall_clock_s", "mean_return", "mean_episode_length", "fall_share",
-                    "checkpoint", "nonfinite_resets"]
+                    "checkpoint", "nonfinite_resets", "lost_rollouts"]
 
 
 def save_checkpoint(path: Path, alg, config: TrainConfig, iteration: int, env_steps: int, wall_clock: float) -> None:
@@ -47,9 +47,15 @@ def progress_until(progress_csv: Path, iteration: int, path: Path) -> None:
 
 def keep_progress_until(progress_path: Path, iteration: int) -> None:
     """Drop the log's rows after ``iteration``: a run killed after its last checkpoint logged iterations that the
-    resumed run repeats, and the log must have each iteration once."""
+    resumed run repeats, and the log must have each iteration once. A log written before a column was added gets the
+    current header, its rows the new columns empty."""
+    with progress_path.open(newline="") as source:
+        rows = list(csv.reader(source))
+    missing = len(PROGRESS_COLUMNS) - len(rows[0])
+    kept = [row + [""] * missing for row in rows[1:] if int(row[0]) <= iteration]
     tmp = progress_path.with_suffix(".tmp")
-    progress_until(progress_path, iteration, tmp)
+    with tmp.open("w", newline="") as copy:
+        csv.writer(copy).writerows([PROGRESS_COLUMNS] + kept)
     os.replace(tmp, progress_path)
 
 

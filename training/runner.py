@@ -2,7 +2,7 @@
 stop (the configured steps, ``--minutes``, Ctrl-C or SIGTERM, each with a checkpoint).
 
 Collection is the environments' own (``start_rollout`` / ``finish_rollout``): worker processes for the one-robot
-environments, a collector thread for the MuJoCo batch. With ``ppo.overlap_update`` the next rollout is collected
+environments, a collector thread for the MuJoCo batch, MuJoCo batches in Ray actors with ``--ray``. With ``ppo.overlap_update`` the next rollout is collected
 while the update runs.
 """
 
@@ -53,8 +53,13 @@ def training_iterations(alg, env, config: TrainConfig):
         torch.set_num_threads(1)
 
 
-def make_env(config: TrainConfig):
-    """``env.batched``: every robot in one MuJoCo batch in this process; otherwise environments in worker processes."""
+def make_env(config: TrainConfig, ray=None):
+    """With ``ray`` (``RaySettings``): MuJoCo batches in Ray actors. ``env.batched``: every robot in one MuJoCo batch
+    in this process. Otherwise environments in worker processes."""
+    if ray is not None:
+        from training.ray_vec_env import RayVecEnv
+
+        return RayVecEnv(config, ray)
     if config.env.batched:
         from training.batch_vec_env import BatchVecEnv
 
@@ -65,22 +70,23 @@ def make_env(config: TrainConfig):
 
 
 def train(config: TrainConfig, out: Path, resume: Path | None = None, quiet: bool = False,
-          minutes: float | None = None) -> Path:
+          minutes: float | None = None, ray=None) -> Path:
     """Train until ``config.steps`` environment steps, or until ``minutes`` of wall clock have passed (then the final
-    checkpoint is written and the point reached is printed); returns the last checkpoint's path."""
+    checkpoint is written and the point reached is printed); returns the last checkpoint's path. ``ray``
+    (``training.ray_vec_env.RaySettings``) collects on Ray actors instead of in this machine's processes."""
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
 
     torch.manual_seed(config.seed)
     torch.set_num_threads(1)  # the cores belong to the environment workers
-    env = make_env(config)  # first: a batch that cannot be built leaves no run directory behind
+    env = make_env(config, ray)  # first: a batch that cannot be built leaves no run directory behind
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 
     alg = build_algorithm(config, env)
     iteration, env_steps, wall_before = 0, 0, 0.0
     if resume is not None:
-        state = torch.load(resume, weights_only=False)
+        state = torch.load(resume, weights_only=False, map_location=alg.device)
         alg.load(state["algorithm"], None, strict=True)
         iteration, env_steps, wall_before = state["iteration"], state["env_steps"], state["wall_clock"]
     steps_per_iteration = config.envs * config.ppo.steps_per_env
@@ -133,7 +139,7 @@ def train(config: TrainConfig, out: Path, resume: Path | None = None, quiet: boo
             # The row first: a run killed between the two then resumes from the previous checkpoint and drops this
             # row; the other way round it resumed from this checkpoint with this row never written.
             progress.writerow([iteration, env_steps, f"{wall:.1f}", f"{mean_return:.4f}", f"{mean_length:.1f}", f"{fall_share:.3f}",
-                               saved, rollout.nonfinite_resets])
+                               saved, rollout.nonfinite_resets, rollout.lost_rollouts])
             progress_file.flush()
             if saving:
                 save_checkpoint(numbered, alg, config, iteration, env_steps, wall)

@@ -16,6 +16,9 @@ from training.run_files import resolve_checkpoint
 from training.runner import train
 
 
+LOCAL_RAY = "local"  # --ray without an address: Ray's own name for a Ray started on this machine
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -34,10 +37,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batched", action="store_true",
                         help="MuJoCo: every robot in one process, stepped as a batch (sets env.batched)")
     parser.add_argument("--minutes", type=float, help="stop after this many minutes of wall clock, with a checkpoint")
+    parser.add_argument("--ray", nargs="?", const=LOCAL_RAY, metavar="ADDRESS",
+                        help="collect on MuJoCo batches in Ray actors (extra pupper_ros[ray]): 'auto' joins the running "
+                             "cluster, an address joins that one, none starts Ray on this machine; sets env.batched")
+    parser.add_argument("--ray-actors", type=int, metavar="N", help="with --ray: this many actors (default one per CPU)")
     args = parser.parse_args(argv)
     if args.minutes is not None and not args.minutes > 0:
         print(f"pupper-train: --minutes must be positive, got {args.minutes}", file=sys.stderr)
         return 2
+
+    ray = None
+    if args.ray_actors is not None and args.ray is None:
+        print("pupper-train: --ray-actors needs --ray", file=sys.stderr)
+        return 2
+    if args.ray is not None:
+        from training.ray_vec_env import RaySettings, RayUnavailable, import_ray
+
+        try:
+            import_ray()
+        except RayUnavailable as exc:
+            print(f"pupper-train: {exc}", file=sys.stderr)
+            return 2
+        ray = RaySettings(address=args.ray, actors=args.ray_actors)
 
     overrides = {k: v for k, v in (("envs", args.envs), ("workers", args.workers), ("steps", args.steps), ("seed", args.seed)) if v is not None}
     if args.engine is not None:
@@ -52,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
             if config_path is None:
                 config_path = resume.parent.parent / "config.yaml"
         config = load_config(config_path, overrides)
+        if ray is not None:
+            if config.env.engine != "mujoco":
+                raise ConfigError(f"--ray runs MuJoCo batches on the actors; this config trains in {config.env.engine} "
+                                  "(add --engine mujoco, or take a MuJoCo recipe)")
+            config.env.batched = True
         check_engine(config.env.engine)
     except (ConfigError, EngineError, FileNotFoundError) as exc:
         print(f"pupper-train: {exc}", file=sys.stderr)
@@ -63,9 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"pupper-train: {config.envs} envs, {config.steps:,} steps, seed {config.seed}, run {out}")
     from pupper_ros.sim.mujoco_batch import BatchError
 
+    refusals: tuple = (BatchError,)
+    if ray is not None:
+        from training.ray_vec_env import RayUnavailable
+
+        refusals = (BatchError, RayUnavailable)
     try:
-        checkpoint = train(config, out, resume, quiet=args.quiet, minutes=args.minutes)
-    except BatchError as exc:
+        checkpoint = train(config, out, resume, quiet=args.quiet, minutes=args.minutes, ray=ray)
+    except refusals as exc:
         print(f"pupper-train: {exc}", file=sys.stderr)
         return 2
     print(f"pupper-train: latest checkpoint {checkpoint}; export with: pupper-export {out} -o model.onnx")

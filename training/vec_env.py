@@ -25,6 +25,8 @@ from training.env_group import EnvGroup, Rollout, add_reward_terms, run_worker
 def observation_groups(policy, critic) -> TensorDict:
     """The observation groups rsl_rl's actor and critic read (``rsl_rl_config``'s ``obs_groups``), batched like
     ``policy``: [env, ...] or [step, env, ...]."""
+    # writable: a rollout that came through Ray holds the object store's read-only arrays (copied then)
+    policy, critic = (np.require(a, requirements="W") if isinstance(a, np.ndarray) else a for a in (policy, critic))
     return TensorDict({"policy": torch.as_tensor(policy), "critic": torch.as_tensor(critic)},
                       batch_size=list(policy.shape[:-1]))
 

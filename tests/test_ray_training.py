@@ -1,0 +1,135 @@
+"""`pupper-train --ray`: MuJoCo batches as Ray actors on a real Ray cluster of two nodes on this machine
+(``ray.cluster_utils.Cluster``: a head and a worker node, each its own raylet and object store; no network beyond
+loopback). A run through Ray leaves the same run directory as a local one and resumes either way; an actor lost with
+its node is replaced and the run goes on; the refusals name what was wrong."""
+
+import csv
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+from training.train import main as train_main
+
+ROBOTS, STEPS_PER_ENV = 8, 6
+TINY = {"env": {"engine": "mujoco"}, "save_every": 2,
+        "ppo": {"steps_per_env": STEPS_PER_ENV, "mini_batches": 2, "learning_epochs": 1},
+        "policy": {"actor_hidden": [32, 32], "critic_hidden": [32, 32]}}
+
+
+def _recipe(tmp_path):
+    path = tmp_path / "tiny_mujoco.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    return path
+
+
+def _steps(iterations: int) -> str:
+    return str(ROBOTS * STEPS_PER_ENV * iterations)
+
+
+def _run_shape(run):
+    """What a run directory holds, without what differs by machine or time: its files (tensorboard's event file
+    by its directory only) and the progress log's rows."""
+    files = sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file() and "tensorboard" not in p.parts)
+    rows = list(csv.reader((run / "progress.csv").open()))
+    return files, rows[0], [row[0] for row in rows[1:]]
+
+
+def _progress(run):
+    return list(csv.DictReader((run / "progress.csv").open()))
+
+
+def test_ray_without_ray_installed_is_refused_naming_the_extra(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # what an install without the extra sees: import ray fails
+    assert train_main(["--ray", "--engine", "mujoco", "--out", str(tmp_path / "run")]) == 2
+    assert "pupper_ros[ray]" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_ray_actors_without_ray_and_ray_with_pybullet_are_refused(tmp_path, capsys):
+    assert train_main(["--ray-actors", "2", "--out", str(tmp_path / "run")]) == 2
+    assert "--ray-actors needs --ray" in capsys.readouterr().err
+    assert train_main(["--ray", "--out", str(tmp_path / "run")]) == 2  # the default recipe trains in PyBullet
+    assert "--ray runs MuJoCo batches on the actors; this config trains in pybullet" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture
+def cluster():
+    """A head node and a worker node of one logical CPU each, on this machine: two actors of one CPU each can only be
+    placed one on each node."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    worker = cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    yield cluster, worker
+    if ray.is_initialized():
+        ray.shutdown()
+    cluster.shutdown()
+
+
+def _train_through_ray(address, run, recipe, iterations, resume=False):
+    command = [sys.executable, "-m", "training.train", "--config", str(recipe), "--envs", str(ROBOTS), "--steps",
+               _steps(iterations), "--ray", address, "--ray-actors", "2", "--quiet"]
+    command += ["--resume", str(run)] if resume else ["--out", str(run)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow  # a Ray cluster, trains
+def test_a_run_through_ray_is_a_local_run_and_resumes_either_way(cluster, tmp_path):
+    """Same files, same progress columns and iterations as `--batched` on this machine; the Ray run resumes locally
+    and the local run through Ray, each going on from its checkpoint."""
+    ray_cluster, _ = cluster
+    recipe = _recipe(tmp_path)
+    through_ray, local = tmp_path / "ray", tmp_path / "local"
+    proc = _train_through_ray(ray_cluster.address, through_ray, recipe, 4)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err
+    assert train_main(["--config", str(recipe), "--envs", str(ROBOTS), "--steps", _steps(4), "--batched", "--out",
+                       str(local), "--quiet"]) == 0
+    assert _run_shape(through_ray) == _run_shape(local)
+    assert [row["lost_rollouts"] for row in _progress(through_ray)] == ["0"] * 4
+    assert yaml.safe_load((through_ray / "config.yaml").read_text()) == yaml.safe_load((local / "config.yaml").read_text())
+
+    assert train_main(["--resume", str(through_ray), "--steps", _steps(6), "--quiet"]) == 0  # Ray -> local
+    proc = _train_through_ray(ray_cluster.address, local, recipe, 6, resume=True)  # local -> Ray
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err
+    for run in (through_ray, local):
+        state = torch.load(run / "checkpoints" / "latest.pt", weights_only=False)
+        assert (state["iteration"], state["env_steps"]) == (6, ROBOTS * STEPS_PER_ENV * 6)
+        assert [row["iteration"] for row in _progress(run)] == [str(i) for i in range(1, 7)]
+
+
+@pytest.mark.slow  # a Ray cluster, trains
+def test_an_actor_lost_with_its_node_is_replaced_and_the_run_finishes(cluster, tmp_path):
+    """The worker node is removed while the run trains (a spare node having joined): the actor on it dies with it, a
+    replacement starts on the spare, collects the lost share of the rollout again, and the run finishes with the
+    progress log counting the lost rollout."""
+    ray_cluster, worker = cluster
+    run, iterations = tmp_path / "run", 40
+    proc = _train_through_ray(ray_cluster.address, run, _recipe(tmp_path), iterations)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not ((run / "progress.csv").exists() and len(_progress(run)) >= 3):
+            assert proc.poll() is None, proc.communicate()[1]
+            time.sleep(0.2)
+        ray_cluster.add_node(num_cpus=1)
+        ray_cluster.wait_for_nodes()
+        lost_at = len(_progress(run))
+        ray_cluster.remove_node(worker)
+        _, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    rows = _progress(run)
+    assert lost_at < iterations, "the run ended before the node was removed"
+    assert [row["iteration"] for row in rows] == [str(i) for i in range(1, iterations + 1)]
+    assert int(rows[-1]["lost_rollouts"]) >= 1
