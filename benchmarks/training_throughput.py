@@ -14,11 +14,14 @@ The machine is a shared VM whose speed drifts by 10-20 % from one minute to the 
 in several rounds, one after another; a ratio is taken within a round and the median over the rounds is printed with
 its range.
 
-Usage: python benchmarks/training_throughput.py [--seconds S] [--rounds R] [--batch | --ray]
+Usage: python benchmarks/training_throughput.py [--seconds S] [--rounds R] [--batch | --ray | --implicit-pd]
 
 --batch measures the batched path side by side: one MuJoCo robot's physics on one core, the physics ceiling of
 Pupper v3 robots in one MuJoCo batch (pupper_ros/sim/mujoco_batch.py) on all cores, the batched environment and the
 batched training loop (training/recipes/pupper_v3_walk_mujoco_batch.yaml) as fractions of it, and the loop against the worker loop.
+
+--implicit-pd measures MuJoCo's physics speed for each robot with the explicit PD at the profile's step (Pupper v2:
+0.5 ms) and with the PD as implicit actuators at 4 ms (``implicit_pd``), side by side per round.
 
 --ray measures the batched recipe's loop on this machine and the same loop with its batches in Ray actors (a Ray
 started here, one actor per core), side by side per round; the bytes a rollout and an actor snapshot move; and the
@@ -44,14 +47,14 @@ PHYSICS_VARIANTS = {  # label -> (engine, simulation options, armature or None f
 }
 
 
-def physics_rate(seconds: float, engine: str, options: dict, armature: float | None) -> float:
+def physics_rate(seconds: float, engine: str, options: dict, armature: float | None, robot: str = "pupper_v3") -> float:
     """Simulated seconds per wall-clock second, the robot standing on its PD (steps differ between variants)."""
     import dataclasses
 
     from pupper_ros.robot_profile import load_robot_profile
     from pupper_ros.sim import make_simulation
 
-    profile = load_robot_profile()
+    profile = load_robot_profile(robot)
     if armature is not None:
         profile = dataclasses.replace(profile, actuator=dataclasses.replace(profile.actuator, armature=armature))
     sim = make_simulation(profile, engine, **options)
@@ -353,12 +356,16 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of every figure; ratios are taken within a round")
     parser.add_argument("--batch", action="store_true",
                         help="the batched path: physics ceiling, batched environment and loop, against the worker loop")
+    parser.add_argument("--implicit-pd", action="store_true",
+                        help="MuJoCo physics speed, explicit PD at the profile's step against implicit PD at 4 ms")
     parser.add_argument("--ray", action="store_true",
                         help="the batched loop through Ray actors against the same loop on this machine, bytes moved")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
-    if args.batch and args.ray:
-        parser.error("--batch or --ray, not both")
+    if args.batch + args.ray + args.implicit_pd > 1:
+        parser.error("one of --batch, --ray, --implicit-pd")
+    if args.implicit_pd:
+        return implicit_pd_figures(args)
     if args.batch:
         return physics_ceiling(args)
     if args.ray:
@@ -455,6 +462,25 @@ def physics_ceiling(args) -> int:
           f"{median('update_us'):.0f} us per sample")
     print(f"worker loop in MuJoCo (32 envs, update overlapped):    {median('workers'):8.0f} env steps/s")
     print(f"peak resident memory of the batched loop: {memory:.0f} MB")
+    return 0
+
+
+def implicit_pd_figures(args) -> int:
+    """Simulated seconds per second of each robot standing in MuJoCo: explicit PD at the profile's step (the default)
+    against the PD as actuators under the implicitfast integrator at 4 ms."""
+    from pupper_ros.robot_profile import load_robot_profile
+    from pupper_ros.sim import default_physics_dt
+    from pupper_ros.sim.open_loop import IMPLICIT_PD_STEP
+
+    for robot in ("pupper_v2", "pupper_v3"):
+        step = default_physics_dt(load_robot_profile(robot), "mujoco")
+        rounds = [(physics_rate(args.seconds, "mujoco", {}, None, robot),
+                   physics_rate(args.seconds, "mujoco", {"implicit_pd": True, "physics_dt": IMPLICIT_PD_STEP}, None, robot))
+                  for _ in range(args.rounds)]
+        ratios = [implicit / explicit for explicit, implicit in rounds]
+        print(f"{robot}: explicit PD at {step * 1000:g} ms {np.median([r[0] for r in rounds]):.1f} simulated s per s, "
+              f"implicit PD at {IMPLICIT_PD_STEP * 1000:g} ms {np.median([r[1] for r in rounds]):.1f} = "
+              f"{np.median(ratios):.2f}x (rounds {min(ratios):.2f}-{max(ratios):.2f})")
     return 0
 
 

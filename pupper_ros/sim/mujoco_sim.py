@@ -4,6 +4,11 @@ As the Pupper v3 reference model: a free base on a ground plane, the profile's a
 as joint properties (MuJoCo's armature acts on the joint coordinate only), a 4 ms step. The shared PD is applied as
 joint forces. Fixed links (feet, IMU) are fused into their parents by MuJoCo's compiler. The robot's geoms collide
 with the ground only, as in PyBullet (no self-collision); the ground's friction is the contact's.
+
+``implicit_pd=True`` (opt-in) is the same PD law as MuJoCo position actuators, one a joint (gain kp, bias -kp q
+- kd qdot, both scaled by the motor strength, force clamped at the torque limit), under the ``implicitfast``
+integrator, which takes the kd term implicitly. Explicit PD on Pupper v2's light legs needs a 0.5 ms step; the
+implicit one holds the open-loop figures of that step at 4 ms (tests/test_sim_engines.py, docs/simulation.md).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ class ModelError(ValueError):
     """A MuJoCo model that cannot be built from a profile; the message names the profile and the element."""
 
 
-def build_model(profile: RobotProfile, physics_dt: float) -> mujoco.MjModel:
+def build_model(profile: RobotProfile, physics_dt: float, implicit_pd: bool = False) -> mujoco.MjModel:
     def fail(element: str, why: str):
         raise ModelError(f"robot profile {profile.name} ({profile.urdf_path}): MuJoCo model, {element}: {why}")
 
@@ -66,6 +71,16 @@ def build_model(profile: RobotProfile, physics_dt: float) -> mujoco.MjModel:
     ground.friction = [NOMINAL_GROUND_FRICTION, 0.005, 0.0001]
     ground.rgba = [0.55, 0.6, 0.7, 1.0]
     spec.worldbody.add_light(pos=[0.0, 0.0, 3.0], dir=[0.0, 0.0, -1.0], type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL)
+    if implicit_pd:
+        spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
+        for name in profile.joints:
+            actuator = spec.add_actuator()
+            actuator.name, actuator.target, actuator.trntype = f"pd_{name}", name, mujoco.mjtTrn.mjTRN_JOINT
+            actuator.gaintype, actuator.biastype = mujoco.mjtGain.mjGAIN_FIXED, mujoco.mjtBias.mjBIAS_AFFINE
+            actuator.gainprm[0] = profile.kp  # the gains are set again before every step, from the simulation's
+            actuator.biasprm[0:3] = [0.0, -profile.kp, -profile.kd]
+            actuator.forcelimited = True
+            actuator.forcerange = [-profile.torque_limit, profile.torque_limit]
     try:
         return spec.compile()
     except Exception as exc:
@@ -75,13 +90,17 @@ def build_model(profile: RobotProfile, physics_dt: float) -> mujoco.MjModel:
 class MujocoSimulation(Simulation):
     engine = "mujoco"
 
-    def __init__(self, profile: RobotProfile, *, physics_dt: float | None = None, gui: bool = False):
+    def __init__(self, profile: RobotProfile, *, physics_dt: float | None = None, gui: bool = False,
+                 implicit_pd: bool = False):
         from pupper_ros.sim import default_physics_dt
 
         super().__init__(profile, physics_dt or default_physics_dt(profile, self.engine))
         if gui:
             raise ValueError("the MuJoCo engine has no window here; use the pybullet engine for --gui")
-        self.model = model = build_model(profile, self.physics_dt)
+        self.implicit_pd = implicit_pd
+        self.model = model = build_model(profile, self.physics_dt, implicit_pd)
+        if implicit_pd:
+            self._actuators = np.array([model.actuator(f"pd_{j}").id for j in profile.joints])
         self.data = mujoco.MjData(model)
         self.base_body = model.body(profile.base_link).id
         free = model.joint("base_free")
@@ -151,12 +170,21 @@ class MujocoSimulation(Simulation):
 
     def _step_physics(self, joint_torque: np.ndarray, base_torque_world: np.ndarray | None) -> None:
         d = self.data
-        d.qfrc_applied[self._dof] = joint_torque
+        if self.implicit_pd:  # Simulation.step's PD law, handed to the actuators: the torque applied is theirs
+            m, a = self.model, self._actuators
+            m.actuator_gainprm[a, 0] = self.kp * self.motor_strength
+            m.actuator_biasprm[a, 1] = -self.kp * self.motor_strength
+            m.actuator_biasprm[a, 2] = -self.kd * self.motor_strength
+            d.ctrl[a] = self.targets
+        else:
+            d.qfrc_applied[self._dof] = joint_torque
         if base_torque_world is not None:
             d.xfrc_applied[self.base_body, 3:6] = base_torque_world
         else:
             d.xfrc_applied[self.base_body, 3:6] = 0.0
         mujoco.mj_step(self.model, d)
+        if self.implicit_pd:
+            joint_torque[:] = d.actuator_force[self._actuators]
 
     def foot_positions(self) -> np.ndarray:
         return self.data.geom_xpos[self.foot_geoms].copy()

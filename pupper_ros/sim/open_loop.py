@@ -2,7 +2,7 @@
 
 Standing height on the PD gains, settling after a drop, a joint's step response with the body held in the air, and
 each joint's effective inertia. tests/test_sim_engines.py holds the engines to each other with these;
-``python -m pupper_ros.sim.open_loop`` prints them side by side.
+``python -m pupper_ros.sim.open_loop [--robot R]`` prints them side by side, MuJoCo's implicit PD at 4 ms included.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pupper_ros.sim import ENGINES, make_simulation
 from pupper_ros.sim.simulation import GRAVITY, Simulation
 
 STEP_RAD = 0.3
+IMPLICIT_PD_STEP = 0.004  # MuJoCo's reference step, at which the implicit PD is compared with the explicit one
 
 
 def standing_height(sim: Simulation, profile: RobotProfile, seconds: float = 2.0) -> float:
@@ -115,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     profile = load_robot_profile(args.robot)
     columns = {name: measure(profile, name) for name in ENGINES}
     columns["pybullet, armature on links"] = measure(profile, "pybullet", armature_model="link")
+    columns[f"mujoco, implicit PD, {IMPLICIT_PD_STEP * 1000:g} ms"] = measure(profile, "mujoco", implicit_pd=True,
+                                                                               physics_dt=IMPLICIT_PD_STEP)
     print(f"{profile.name}, open loop | " + " | ".join(columns))
     for key in next(iter(columns.values())):
         print(f"{key:38s} | " + " | ".join(f"{c[key]:8.2f}" for c in columns.values()))
