@@ -191,12 +191,13 @@ def iteration_rate(seconds: float, iterations, config) -> float:
     return rate
 
 
-def batched_env_rate(seconds: float, robots: int) -> float:
+def batched_env_rate(seconds: float, robots: int, robot: str = "pupper_v3", implicit_pd: bool = False) -> float:
     """The batched environment (observations, rewards, resets, randomization) with random actions, env steps/s."""
     from training.batch_env import BatchedPupperEnv
     from training.config import load_config
 
-    env = BatchedPupperEnv(load_config(overrides={"env": {"engine": "mujoco"}}), robots)
+    config = load_config(overrides={"robot": robot, "env": {"engine": "mujoco", "implicit_pd": implicit_pd}})
+    env = BatchedPupperEnv(config, robots)
     actions = np.random.default_rng(0).uniform(-0.3, 0.3, (50, robots, 12))
     n, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
@@ -466,21 +467,28 @@ def physics_ceiling(args) -> int:
 
 
 def implicit_pd_figures(args) -> int:
-    """Simulated seconds per second of each robot standing in MuJoCo: explicit PD at the profile's step (the default)
-    against the PD as actuators under the implicitfast integrator at 4 ms."""
+    """Each robot standing in MuJoCo, simulated seconds per second: explicit PD at the profile's step (the default)
+    against the PD as actuators under the implicitfast integrator at 4 ms; then Pupper v2's batched training
+    environment (32 robots, random actions) both ways, env steps/s."""
     from pupper_ros.robot_profile import load_robot_profile
     from pupper_ros.sim import default_physics_dt
-    from pupper_ros.sim.open_loop import IMPLICIT_PD_STEP
+
+    def side_by_side(label, explicit, implicit):
+        rounds = [(explicit(), implicit()) for _ in range(args.rounds)]
+        ratios = [i / e for e, i in rounds]
+        print(f"{label}: explicit {np.median([r[0] for r in rounds]):.1f}, implicit {np.median([r[1] for r in rounds]):.1f}"
+              f" = {np.median(ratios):.2f}x (rounds {min(ratios):.2f}-{max(ratios):.2f})", flush=True)
 
     for robot in ("pupper_v2", "pupper_v3"):
-        step = default_physics_dt(load_robot_profile(robot), "mujoco")
-        rounds = [(physics_rate(args.seconds, "mujoco", {}, None, robot),
-                   physics_rate(args.seconds, "mujoco", {"implicit_pd": True, "physics_dt": IMPLICIT_PD_STEP}, None, robot))
-                  for _ in range(args.rounds)]
-        ratios = [implicit / explicit for explicit, implicit in rounds]
-        print(f"{robot}: explicit PD at {step * 1000:g} ms {np.median([r[0] for r in rounds]):.1f} simulated s per s, "
-              f"implicit PD at {IMPLICIT_PD_STEP * 1000:g} ms {np.median([r[1] for r in rounds]):.1f} = "
-              f"{np.median(ratios):.2f}x (rounds {min(ratios):.2f}-{max(ratios):.2f})")
+        profile = load_robot_profile(robot)
+        side_by_side(f"{robot} standing, simulated s per s, explicit PD at "
+                     f"{default_physics_dt(profile, 'mujoco') * 1000:g} ms, implicit at "
+                     f"{default_physics_dt(profile, 'mujoco', True) * 1000:g} ms",
+                     lambda: physics_rate(args.seconds, "mujoco", {}, None, robot),
+                     lambda: physics_rate(args.seconds, "mujoco", {"implicit_pd": True}, None, robot))
+    side_by_side("pupper_v2 batched environment, 32 robots, env steps/s",
+                 lambda: batched_env_rate(args.seconds, 32, "pupper_v2"),
+                 lambda: batched_env_rate(args.seconds, 32, "pupper_v2", implicit_pd=True))
     return 0
 
 

@@ -25,12 +25,13 @@ def random_targets(profile, rng, steps):
     return np.clip(profile.default_pose + offsets, profile.lower_limits, profile.upper_limits)
 
 
-@pytest.mark.parametrize("robot", ROBOTS)
-def test_robot_i_of_a_batch_steps_as_a_single_simulation(robot):
+@pytest.mark.parametrize("robot, implicit_pd", [(robot, False) for robot in ROBOTS] + [("pupper_v2", True)])
+def test_robot_i_of_a_batch_steps_as_a_single_simulation(robot, implicit_pd):
     profile = load_robot_profile(robot)
     rng = np.random.default_rng(7)
-    single = MujocoSimulation(profile)
-    batch = MujocoBatch(profile, 4, threads=2)
+    physics_dt = 0.004 if implicit_pd else None
+    single = MujocoSimulation(profile, physics_dt=physics_dt, implicit_pd=implicit_pd)
+    batch = MujocoBatch(profile, 4, threads=2, physics_dt=physics_dt, implicit_pd=implicit_pd)
     i = 2
     substeps = round(CONTROL_PERIOD / single.physics_dt)
     # the same randomized robot on both sides

@@ -183,6 +183,16 @@ def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
         load_config(tmp_path / "absent.yaml")
     with pytest.raises(ConfigError, match="env.engine must be one of pybullet, mujoco, got 'warp'"):
         load_config(overrides={"env": {"engine": "warp"}})
+    with pytest.raises(ConfigError, match="env.implicit_pd needs env.engine mujoco"):
+        load_config(overrides={"env": {"implicit_pd": True}})  # the default engine is PyBullet
+
+
+def test_pupper_eval_refuses_the_implicit_pd_outside_mujoco(capsys):
+    from pupper_ros import resources
+    from training.evaluate import main as eval_main
+
+    assert eval_main([str(resources.default_policy_path("pupper_v3")), "--implicit-pd"]) == 2
+    assert "--implicit-pd is MuJoCo's PD; add --engine mujoco" in capsys.readouterr().err
 
 
 def test_swing_height_counts_only_feet_the_clock_has_in_swing():

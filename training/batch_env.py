@@ -39,7 +39,8 @@ class BatchedPupperEnv:
         self.contract = CURRENT_CONTRACT
         self.decimation = physics_substeps(self.contract.control_period, config.physics_dt())
         self.physics_dt = self.contract.control_period / self.decimation
-        self.sim = MujocoBatch(profile, robots, physics_dt=self.physics_dt, threads=threads)
+        self.sim = MujocoBatch(profile, robots, physics_dt=self.physics_dt, threads=threads,
+                               implicit_pd=config.env.implicit_pd)
         self.dt = self.contract.control_period
         self.builder = ObservationBuilder(self.contract, profile, robots=n)
         self.clean_builder = ObservationBuilder(self.contract, profile, robots=n)

@@ -42,6 +42,9 @@ class EnvConfig:
     engine: str = "pybullet"  # physics engine (pupper_ros.sim.ENGINES); training's is PyBullet
     batched: bool = False  # MuJoCo only: every robot in one process (training/batch_env.py), not in worker processes
     physics_dt: float = 0.0  # s; 0 = the robot profile's step for this engine (pupper_ros.sim.default_physics_dt)
+    # MuJoCo only: the PD as implicit actuators (pupper_ros/sim/mujoco_sim.py), stable for Pupper v2 at 4 ms (its
+    # default step then), though the walk of a policy trained at 0.5 ms holds only to about 1 ms (docs/simulation.md)
+    implicit_pd: bool = False
     episode_seconds: float = 20.0
     command_resample_seconds: float = 5.0
     zero_command_share: float = 0.15  # commands that are exactly zero, so the policy learns to stand
@@ -58,6 +61,8 @@ class EnvConfig:
             raise ConfigError(f"env.engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if self.batched and self.engine != "mujoco":
             raise ConfigError(f"env.batched needs env.engine mujoco (the batch is MuJoCo's), got {self.engine!r}")
+        if self.implicit_pd and self.engine != "mujoco":
+            raise ConfigError(f"env.implicit_pd needs env.engine mujoco (the actuators are MuJoCo's), got {self.engine!r}")
         _at_least("env.physics_dt", self.physics_dt, 0.0)
         _at_least("env.episode_seconds", self.episode_seconds, 0.0, strict=True)
         _at_least("env.command_resample_seconds", self.command_resample_seconds, 0.0, strict=True)
@@ -211,7 +216,7 @@ class TrainConfig:
         from pupper_ros.robot_profile import load_robot_profile
         from pupper_ros.sim import default_physics_dt
 
-        return default_physics_dt(load_robot_profile(self.robot), self.env.engine)
+        return default_physics_dt(load_robot_profile(self.robot), self.env.engine, self.env.implicit_pd)
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]

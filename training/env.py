@@ -36,7 +36,8 @@ class PupperEnv(gym.Env):
         self.contract = CURRENT_CONTRACT
         self.decimation = physics_substeps(self.contract.control_period, self.config.physics_dt())
         self.physics_dt = self.contract.control_period / self.decimation
-        self.sim = make_simulation(self.profile, self.config.env.engine, physics_dt=self.physics_dt)
+        options = {"implicit_pd": True} if self.config.env.implicit_pd else {}
+        self.sim = make_simulation(self.profile, self.config.env.engine, physics_dt=self.physics_dt, **options)
         self.dt = self.contract.control_period
         self.builder = ObservationBuilder(self.contract, self.profile)  # what the policy sees (noisy)
         self.clean_builder = ObservationBuilder(self.contract, self.profile)  # the same without noise, for the critic

@@ -91,13 +91,16 @@ def engine_overrides(engine: str) -> dict:
     return {"engine": engine, "physics_dt": 0.0}
 
 
-def evaluation_config(robot: str, engine: str, seconds: float, latency: float | None = None, reference: bool = False):
+def evaluation_config(robot: str, engine: str, seconds: float, latency: float | None = None, reference: bool = False,
+                      implicit_pd: bool = False):
     """The training config an evaluation runs: its robot and engine, episodes long enough, and for the robustness
     checks the Pupper v3 reference randomization ranges (training/config.py, wider than training/recipes/default.yaml's)
-    and a fixed action latency."""
+    and a fixed action latency; in MuJoCo optionally the implicit PD (``env.implicit_pd``)."""
     from training.config import RandomizationConfig, load_config
 
     overrides = {"robot": robot, "env": {"episode_seconds": seconds + 1.0} | engine_overrides(engine)}
+    if implicit_pd:
+        overrides["env"]["implicit_pd"] = True
     if reference:
         overrides["randomization"] = {k: list(v) if isinstance(v, tuple) else v
                                       for k, v in dataclasses.asdict(RandomizationConfig()).items()}
@@ -120,7 +123,7 @@ def _evaluate_command(args):
 
 
 def evaluate_batched(commands: dict, policy_path, episodes: int, seconds: float, randomize: bool, seed: int,
-                     robot: str, latency: float | None, reference: bool) -> list:
+                     robot: str, latency: float | None, reference: bool, implicit_pd: bool = False) -> list:
     """Every episode of every command at once, one robot each in a MuJoCo batch (training/batch_env.py); the same
     per-episode figures as ``run_episode``. A robot that falls is judged on the steps before its fall."""
     from pupper_ros.policy import load_policy
@@ -128,7 +131,7 @@ def evaluate_batched(commands: dict, policy_path, episodes: int, seconds: float,
     from training.batch_env import BatchedPupperEnv
 
     names = list(commands)
-    config = evaluation_config(robot, "mujoco", seconds, latency, reference)
+    config = evaluation_config(robot, "mujoco", seconds, latency, reference, implicit_pd)
     config.seed = seed
     robots = len(names) * episodes
     env = BatchedPupperEnv(config, robots, randomize=randomize)
@@ -197,18 +200,21 @@ def passes_bar(metrics: dict) -> tuple[bool, list[str]]:
 
 def evaluate(policy_path: Path, out_dir: Path, episodes: int = 20, seconds: float = 10.0, randomize: bool = True,
              seed: int = 1000, commands: dict | None = None, workers: int = 0, robot: str = "pupper_v3",
-             engine: str = "pybullet", latency: float | None = None, reference_randomization: bool = False) -> dict:
+             engine: str = "pybullet", latency: float | None = None, reference_randomization: bool = False,
+             implicit_pd: bool = False) -> dict:
     from pupper_ros.robot_profile import load_robot_profile
     from pupper_ros.sim import check_engine
 
     check_engine(engine)
+    if implicit_pd and engine != "mujoco":
+        raise ValueError(f"the implicit PD is MuJoCo's; this evaluation runs in {engine}")
     commands = commands or command_suite(load_robot_profile(robot))
     jobs = [(name, cmd, str(policy_path), episodes, seconds, randomize, seed, robot, engine, latency,
              reference_randomization) for name, cmd in commands.items()]
     workers = workers or min(len(jobs), mp.cpu_count() or 1)
     if engine == "mujoco":  # every episode in one batch
         outputs = evaluate_batched(commands, policy_path, episodes, seconds, randomize, seed, robot, latency,
-                                   reference_randomization)
+                                   reference_randomization, implicit_pd)
     elif workers > 1:
         with mp.get_context("spawn").Pool(workers) as pool:
             outputs = pool.map(_evaluate_command, jobs)
@@ -220,6 +226,7 @@ def evaluate(policy_path: Path, out_dir: Path, episodes: int = 20, seconds: floa
         "engine": engine,
         "fixed_action_latency": latency,
         "reference_randomization": reference_randomization,
+        "implicit_pd": implicit_pd,
         "episodes_per_command": episodes,
         "episode_seconds": seconds,
         "randomized_dynamics": randomize,
@@ -271,7 +278,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference-randomization", action="store_true",
                         help="randomize over the Pupper v3 reference ranges (friction 0.6-1.4, kp x0.6-1.1, kd x0.8-1.5, "
                              "base mass x0.9-1.3...) instead of the training config's (robustness check)")
+    parser.add_argument("--implicit-pd", action="store_true",
+                        help="MuJoCo only: the PD as implicit actuators at 4 ms (pupper_ros/sim/mujoco_sim.py)")
     args = parser.parse_args(argv)
+    if args.implicit_pd and args.engine != "mujoco":
+        print(f"pupper-eval: --implicit-pd is MuJoCo's PD; add --engine mujoco (got --engine {args.engine})",
+              file=sys.stderr)
+        return 2
 
     from pupper_ros.policy import PolicyLoadError, load_policy
     from pupper_ros.robot_profile import load_robot_profile
@@ -293,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = {"custom": tuple(args.command)} if args.command else None
     metrics = evaluate(args.policy, args.out, args.episodes, args.seconds, not args.no_randomize, args.seed, commands, args.workers,
                        robot=args.robot, engine=args.engine, latency=args.latency,
-                       reference_randomization=args.reference_randomization)
+                       reference_randomization=args.reference_randomization, implicit_pd=args.implicit_pd)
     print(f"{'command':14s} {'falls':>5s} {'lin err':>8s} {'yaw err':>8s} {'drift':>7s} {'dist m':>7s} {'energy J':>9s}")
     for name, m in metrics["commands"].items():
         print(f"{name:14s} {m['falls']:5d} {m['linear_tracking_error']:8.3f} {m['yaw_tracking_error']:8.3f} "

@@ -43,10 +43,13 @@ def control_substeps(profile: RobotProfile, engine: str, control_period: float, 
     return physics_substeps(control_period, physics_dt or default_physics_dt(profile, engine))
 
 
-def default_physics_dt(profile: RobotProfile, engine: str) -> float:
+def default_physics_dt(profile: RobotProfile, engine: str, implicit_pd: bool = False) -> float:
     """The physics step an engine runs this robot at unless told otherwise: the profile's (the step at which
-    explicit PD on this model is stable), and for MuJoCo at most the reference model's 4 ms."""
-    return min(profile.physics_dt, MUJOCO_PHYSICS_DT) if engine == "mujoco" else profile.physics_dt
+    explicit PD on this model is stable), and for MuJoCo at most the reference model's 4 ms, which MuJoCo's implicit
+    PD runs every robot at."""
+    if engine != "mujoco":
+        return profile.physics_dt
+    return MUJOCO_PHYSICS_DT if implicit_pd else min(profile.physics_dt, MUJOCO_PHYSICS_DT)
 
 
 class EngineError(ValueError):
@@ -64,7 +67,7 @@ def check_engine(name: str) -> None:
 
 
 def make_simulation(profile: RobotProfile, engine: str = DEFAULT_ENGINE, **options):
-    """A ``Simulation`` of ``profile`` in ``engine`` (options: physics_dt, gui)."""
+    """A ``Simulation`` of ``profile`` in ``engine`` (options: physics_dt, gui; MuJoCo also implicit_pd)."""
     check_engine(engine)
     module, cls, _, _ = ENGINES[engine]
     return getattr(importlib.import_module(module), cls)(profile, **options)

@@ -5,6 +5,7 @@ The same physics as ``MujocoSimulation``: the same model (URDF, armature, dampin
 motor-board PD computed at every physics step from the targets and saturated at the torque limit, applied as joint
 forces, and the same centre-of-mass shift as a moment on the base. The PD is numpy over all robots between physics
 steps, so a batch of one steps exactly as the single simulation does (tests/test_mujoco_batch.py holds them together).
+With ``implicit_pd`` the PD is the single simulation's implicit actuators, their gains per robot.
 Every state and randomization field is an array over robots: ``[robots, ...]``.
 """
 
@@ -47,7 +48,8 @@ class BatchError(ValueError):
 class MujocoBatch:
     engine = "mujoco"
 
-    def __init__(self, profile: RobotProfile, robots: int, *, physics_dt: float | None = None, threads: int = 0):
+    def __init__(self, profile: RobotProfile, robots: int, *, physics_dt: float | None = None, threads: int = 0,
+                 implicit_pd: bool = False):
         from pupper_ros.sim import default_physics_dt
 
         if robots < 1:
@@ -58,9 +60,14 @@ class MujocoBatch:
                              f"each), more than the {limit / 1e9:.1f} GB of memory available; use fewer")
         self.profile = profile
         self.robots = robots
-        self.physics_dt = physics_dt or default_physics_dt(profile, self.engine)
-        self.model = model = build_model(profile, self.physics_dt)
+        self.physics_dt = physics_dt or default_physics_dt(profile, self.engine, implicit_pd)
+        self.implicit_pd = implicit_pd
+        self.model = model = build_model(profile, self.physics_dt, implicit_pd)
         self.batch = mujoco.batch.Batch(model, robots, nthread=threads, persistent=True)
+        if implicit_pd:
+            self._actuators = np.array([model.actuator(f"pd_{j}").id for j in profile.joints])
+            self._gain, self._bias = self.batch.expand("actuator_gainprm"), self.batch.expand("actuator_biasprm")
+            self._ctrl, self._actuator_force = self.batch.bind("ctrl"), self.batch.bind("actuator_force")
         n = profile.num_joints
         self.kp = np.full((robots, n), profile.kp)
         self.kd = np.full((robots, n), profile.kd)
@@ -119,13 +126,22 @@ class MujocoBatch:
         limit = self.profile.torque_limit
         com_torque = self._com_shift_torque() if np.any(self.base_com_shift) else None
         self._xfrc[:, self.base_body, 3:6] = 0.0 if com_torque is None else com_torque
+        if self.implicit_pd:  # the single simulation's PD law, handed to the actuators (mujoco_sim.MujocoSimulation)
+            a = self._actuators
+            self._gain[:, a, 0] = self.kp * self.motor_strength
+            self._bias[:, a, 1] = -self.kp * self.motor_strength
+            self._bias[:, a, 2] = -self.kd * self.motor_strength
+            self._ctrl[:, a] = self.targets
         for _ in range(substeps):
-            q, qd = self.qpos[:, self._qpos], self.qvel[:, self._dof]
-            torque = self.kp * (self.targets - q) - self.kd * qd
-            np.clip(torque * self.motor_strength, -limit, limit, out=self.torque)
-            self._qfrc[:, self._dof] = self.torque
+            if not self.implicit_pd:
+                q, qd = self.qpos[:, self._qpos], self.qvel[:, self._dof]
+                torque = self.kp * (self.targets - q) - self.kd * qd
+                np.clip(torque * self.motor_strength, -limit, limit, out=self.torque)
+                self._qfrc[:, self._dof] = self.torque
             before = self._time.copy()
             self.batch.step()
+            if self.implicit_pd:
+                self.torque[:] = self._actuator_force[:, self._actuators]
             self._diverged |= ~(self._time > before) | ~np.isfinite(self.torque).all(axis=1)
 
     def _com_shift_torque(self) -> np.ndarray:

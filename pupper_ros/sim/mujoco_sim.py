@@ -8,7 +8,8 @@ with the ground only, as in PyBullet (no self-collision); the ground's friction 
 ``implicit_pd=True`` (opt-in) is the same PD law as MuJoCo position actuators, one a joint (gain kp, bias -kp q
 - kd qdot, both scaled by the motor strength, force clamped at the torque limit), under the ``implicitfast``
 integrator, which takes the kd term implicitly. Explicit PD on Pupper v2's light legs needs a 0.5 ms step; the
-implicit one holds the open-loop figures of that step at 4 ms (tests/test_sim_engines.py, docs/simulation.md).
+implicit one holds the open-loop figures of that step at 4 ms (tests/test_sim_engines.py), but a policy trained at
+0.5 ms walks alike only up to about 1 ms (docs/simulation.md): the step itself matters to contacts.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ class MujocoSimulation(Simulation):
                  implicit_pd: bool = False):
         from pupper_ros.sim import default_physics_dt
 
-        super().__init__(profile, physics_dt or default_physics_dt(profile, self.engine))
+        super().__init__(profile, physics_dt or default_physics_dt(profile, self.engine, implicit_pd))
         if gui:
             raise ValueError("the MuJoCo engine has no window here; use the pybullet engine for --gui")
         self.implicit_pd = implicit_pd

@@ -13,11 +13,10 @@ import dataclasses
 import numpy as np
 
 from pupper_ros.robot_profile import RobotProfile, load_robot_profile
-from pupper_ros.sim import ENGINES, make_simulation
+from pupper_ros.sim import ENGINES, default_physics_dt, make_simulation
 from pupper_ros.sim.simulation import GRAVITY, Simulation
 
 STEP_RAD = 0.3
-IMPLICIT_PD_STEP = 0.004  # MuJoCo's reference step, at which the implicit PD is compared with the explicit one
 
 
 def standing_height(sim: Simulation, profile: RobotProfile, seconds: float = 2.0) -> float:
@@ -116,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     profile = load_robot_profile(args.robot)
     columns = {name: measure(profile, name) for name in ENGINES}
     columns["pybullet, armature on links"] = measure(profile, "pybullet", armature_model="link")
-    columns[f"mujoco, implicit PD, {IMPLICIT_PD_STEP * 1000:g} ms"] = measure(profile, "mujoco", implicit_pd=True,
-                                                                               physics_dt=IMPLICIT_PD_STEP)
+    step = default_physics_dt(profile, "mujoco", implicit_pd=True)
+    columns[f"mujoco, implicit PD, {step * 1000:g} ms"] = measure(profile, "mujoco", implicit_pd=True)
     print(f"{profile.name}, open loop | " + " | ".join(columns))
     for key in next(iter(columns.values())):
         print(f"{key:38s} | " + " | ".join(f"{c[key]:8.2f}" for c in columns.values()))
