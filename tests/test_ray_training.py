@@ -107,29 +107,38 @@ def test_a_run_through_ray_is_a_local_run_and_resumes_either_way(cluster, tmp_pa
 
 
 @pytest.mark.slow  # a Ray cluster, trains
-def test_an_actor_lost_with_its_node_is_replaced_and_the_run_finishes(cluster, tmp_path):
+def test_an_actor_lost_with_its_node_is_replaced_and_the_run_goes_on(cluster, tmp_path):
     """The worker node is removed while the run trains (a spare node having joined): the actor on it dies with it, a
-    replacement starts on the spare, collects the lost share of the rollout again, and the run finishes with the
-    progress log counting the lost rollout."""
+    replacement starts on the spare and collects the lost share of the rollout again, the progress log counts the
+    lost rollout, and iterations go on being logged until the run is stopped (SIGTERM: a checkpoint and exit 0)."""
+    import signal
+
     ray_cluster, worker = cluster
-    run, iterations = tmp_path / "run", 40
-    proc = _train_through_ray(ray_cluster.address, run, _recipe(tmp_path), iterations)
-    try:
+    run = tmp_path / "run"
+    proc = _train_through_ray(ray_cluster.address, run, _recipe(tmp_path), 10**6)  # runs until stopped
+
+    def wait_for(condition, what):
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not ((run / "progress.csv").exists() and len(_progress(run)) >= 3):
+        while time.monotonic() < deadline and not condition():
             assert proc.poll() is None, proc.communicate()[1]
             time.sleep(0.2)
+        assert condition(), f"not within 120 s: {what}"
+
+    try:
+        wait_for(lambda: (run / "progress.csv").exists() and len(_progress(run)) >= 3, "3 iterations")
         ray_cluster.add_node(num_cpus=1)
         ray_cluster.wait_for_nodes()
-        lost_at = len(_progress(run))
         ray_cluster.remove_node(worker)
-        _, err = proc.communicate(timeout=240)
+        wait_for(lambda: int(_progress(run)[-1]["lost_rollouts"]) >= 1, "a lost rollout in the progress log")
+        lost_at = len(_progress(run))
+        wait_for(lambda: len(_progress(run)) >= lost_at + 3, "3 iterations after the loss")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, err
     rows = _progress(run)
-    assert lost_at < iterations, "the run ended before the node was removed"
-    assert [row["iteration"] for row in rows] == [str(i) for i in range(1, iterations + 1)]
-    assert int(rows[-1]["lost_rollouts"]) >= 1
+    assert [row["iteration"] for row in rows] == [str(i) for i in range(1, len(rows) + 1)]
+    assert torch.load(run / "checkpoints" / "latest.pt", weights_only=False)["iteration"] >= lost_at + 3

@@ -11,6 +11,8 @@ Ray is the ``ray`` extra: the runtime and the robot's install never import this 
 
 from __future__ import annotations
 
+import signal
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -56,11 +58,19 @@ class RayVecEnv(BatchShards):
             raise RayUnavailable("the Ray actors run MuJoCo batches: the config needs env.batched (and env.engine mujoco)")
         self._started_ray = False
         if not ray.is_initialized():
+            # Ray's core takes SIGTERM for itself on init (it logs and exits 15); the trainer's handlers, which
+            # checkpoint and exit cleanly (training/train.py), are put back
+            handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
             try:
                 ray.init(address=settings.address, include_dashboard=False, log_to_driver=False,
                          configure_logging=False)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise RayUnavailable(f"pupper-train --ray: cannot reach a Ray cluster at {settings.address!r}: {exc}") from exc
+            finally:
+                if threading.current_thread() is threading.main_thread():
+                    for sig, handler in handlers.items():
+                        if handler is not None:
+                            signal.signal(sig, handler)
             self._started_ray = True
         cpus = int(ray.cluster_resources().get("CPU", 0))
         actors = settings.actors if settings.actors is not None else min(cpus, config.envs)
