@@ -121,3 +121,22 @@ def test_a_second_rollout_cannot_start_before_the_first_is_collected(local_env):
     local_env.finish_rollout()
     with pytest.raises(RuntimeError, match="no rollout is being collected"):
         local_env.finish_rollout()
+
+
+def test_a_resumed_runs_progress_log_keeps_each_iteration_once_under_the_current_header(tmp_path):
+    """keep_progress_until: rows after the checkpoint's iteration go; a log written before a column was added (here
+    without lost_rollouts) gets the current header and its kept rows an empty cell for the new column."""
+    import csv
+
+    from training.run_files import PROGRESS_COLUMNS, keep_progress_until
+
+    log = tmp_path / "progress.csv"
+    old_header = PROGRESS_COLUMNS[:-1]
+    rows = [[str(i), str(100 * i), "1.0", "0.5", "10.0", "0.000", "", "0"] for i in range(1, 6)]
+    with log.open("w", newline="") as f:
+        csv.writer(f).writerows([old_header] + rows)
+    keep_progress_until(log, 3)
+    kept = list(csv.reader(log.open(newline="")))
+    assert kept[0] == PROGRESS_COLUMNS
+    assert [row[0] for row in kept[1:]] == ["1", "2", "3"]
+    assert all(len(row) == len(PROGRESS_COLUMNS) and row[-1] == "" for row in kept[1:])
