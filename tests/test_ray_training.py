@@ -142,3 +142,14 @@ def test_an_actor_lost_with_its_node_is_replaced_and_the_run_goes_on(cluster, tm
     rows = _progress(run)
     assert [row["iteration"] for row in rows] == [str(i) for i in range(1, len(rows) + 1)]
     assert torch.load(run / "checkpoints" / "latest.pt", weights_only=False)["iteration"] >= lost_at + 3
+
+
+@pytest.mark.slow  # a Ray cluster
+def test_more_actors_than_the_cluster_has_cpus_are_refused_before_a_run_directory_exists(cluster, tmp_path):
+    ray_cluster, _ = cluster
+    command = [sys.executable, "-m", "training.train", "--config", str(_recipe(tmp_path)), "--envs", str(ROBOTS),
+               "--ray", ray_cluster.address, "--ray-actors", "3", "--out", str(tmp_path / "run"), "--quiet"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "--ray-actors 3: each actor takes one CPU and the cluster has 2" in result.stderr
+    assert not (tmp_path / "run").exists()
