@@ -16,7 +16,7 @@ from rsl_rl.env import VecEnv
 from training.actor_snapshot import ActorSnapshot
 from training.config import TrainConfig
 from training.env_group import Rollout
-from training.vec_env import observation_groups
+from training.vec_env import describe_environments, observation_groups
 
 
 class ShardLost(Exception):
@@ -36,20 +36,9 @@ class BatchShards(VecEnv):
     device = "cpu"
 
     def __init__(self, config: TrainConfig, shards: int):
-        from pupper_ros.contract import CURRENT_CONTRACT
-        from pupper_ros.robot_profile import load_robot_profile
-        from training.env import CRITIC_EXTRA
-        from training.symmetry import mirror_maps
-
         if not config.env.batched:
             raise ValueError("batch shards run MuJoCo batches: the config needs env.batched (and env.engine mujoco)")
-        self.cfg = config.to_dict()
-        self.num_envs = config.envs
-        self.num_actions = CURRENT_CONTRACT.action_size
-        self.max_episode_length = int(round(config.env.episode_seconds / CURRENT_CONTRACT.control_period))
-        self.episode_length_buf = torch.zeros(self.num_envs, dtype=torch.long)
-        self.mirror_maps = mirror_maps(CURRENT_CONTRACT, load_robot_profile(config.robot))
-        self.critic_size = CURRENT_CONTRACT.observation_size + CRITIC_EXTRA
+        describe_environments(self, config)
         self.lost_rollouts = 0
         self._config = config
         self._shares = [len(s) for s in np.array_split(np.arange(config.envs), shards)]

@@ -31,6 +31,23 @@ def observation_groups(policy, critic) -> TensorDict:
                       batch_size=list(policy.shape[:-1]))
 
 
+def describe_environments(vec_env: VecEnv, config: TrainConfig) -> None:
+    """What rsl_rl and the trainer read of a VecEnv whose environments live elsewhere (worker processes, shards):
+    sizes from the policy contract, episode length, its counters, the mirror maps of the profile's robot."""
+    from pupper_ros.contract import CURRENT_CONTRACT
+    from pupper_ros.robot_profile import load_robot_profile
+    from training.env import CRITIC_EXTRA
+    from training.symmetry import mirror_maps
+
+    vec_env.cfg = config.to_dict()
+    vec_env.num_envs = config.envs
+    vec_env.num_actions = CURRENT_CONTRACT.action_size
+    vec_env.max_episode_length = int(round(config.env.episode_seconds / CURRENT_CONTRACT.control_period))
+    vec_env.episode_length_buf = torch.zeros(config.envs, dtype=torch.long)
+    vec_env.mirror_maps = mirror_maps(CURRENT_CONTRACT, load_robot_profile(config.robot))
+    vec_env.critic_size = CURRENT_CONTRACT.observation_size + CRITIC_EXTRA
+
+
 @contextlib.contextmanager
 def _single_threaded_children():
     """Worker processes started inside get one BLAS/OpenMP thread each. A worker is one core's worth of work: a
@@ -53,20 +70,8 @@ class PupperVecEnv(VecEnv):
     """rsl_rl's VecEnv over ``config.envs`` environments in ``workers`` processes (0 = one per core, 1 = in-process)."""
 
     def __init__(self, config: TrainConfig, workers: int | None = None, randomize: bool | None = None):
-        from pupper_ros.contract import CURRENT_CONTRACT
-        from pupper_ros.robot_profile import load_robot_profile
-        from training.env import CRITIC_EXTRA
-        from training.symmetry import mirror_maps
-
-        self.cfg = config.to_dict()
-        self.num_envs = config.envs
-        self.num_actions = CURRENT_CONTRACT.action_size
+        describe_environments(self, config)
         self.device = "cpu"
-        dt = CURRENT_CONTRACT.control_period
-        self.max_episode_length = int(round(config.env.episode_seconds / dt))
-        self.episode_length_buf = torch.zeros(self.num_envs, dtype=torch.long)
-        self.mirror_maps = mirror_maps(CURRENT_CONTRACT, load_robot_profile(config.robot))
-        self.critic_size = CURRENT_CONTRACT.observation_size + CRITIC_EXTRA
         workers = workers if workers is not None else config.workers
         workers = min(self.num_envs, workers or os.cpu_count() or 1)
         seeds = [config.seed * 10_000 + i for i in range(self.num_envs)]

@@ -17,7 +17,7 @@ import numpy as np
 
 from pupper_ros.robot_profile import RobotProfile
 from pupper_ros.rotations import rotate
-from pupper_ros.sim.mujoco_sim import BASE_GEOM, GROUND, build_model
+from pupper_ros.sim.mujoco_sim import BASE_GEOM, GROUND, build_model, set_implicit_pd
 from pupper_ros.sim.simulation import GRAVITY
 
 import mujoco  # noqa: E402  (after mujoco_sim, which sets the headless GL backend)
@@ -128,9 +128,9 @@ class MujocoBatch:
         self._xfrc[:, self.base_body, 3:6] = 0.0 if com_torque is None else com_torque
         if self.implicit_pd:  # the single simulation's PD law, handed to the actuators (mujoco_sim.MujocoSimulation)
             a = self._actuators
-            self._gain[:, a, 0] = self.kp * self.motor_strength
-            self._bias[:, a, 1] = -self.kp * self.motor_strength
-            self._bias[:, a, 2] = -self.kd * self.motor_strength
+            gain, bias = self._gain[:, a], self._bias[:, a]  # copies (fancy indexing): written back below
+            set_implicit_pd(gain, bias, self.kp, self.kd, self.motor_strength)
+            self._gain[:, a], self._bias[:, a] = gain, bias
             self._ctrl[:, a] = self.targets
         for _ in range(substeps):
             if not self.implicit_pd:

@@ -88,6 +88,14 @@ def build_model(profile: RobotProfile, physics_dt: float, implicit_pd: bool = Fa
         fail("compile", str(exc))
 
 
+def set_implicit_pd(gainprm: np.ndarray, biasprm: np.ndarray, kp, kd, motor_strength) -> None:
+    """Simulation.step's PD law, strength * (kp (target - q) - kd qd), as the position actuators' parameters (rows of
+    ``actuator_gainprm`` / ``actuator_biasprm``, one a joint, possibly per robot): the target goes in ``ctrl``."""
+    gainprm[..., 0] = kp * motor_strength
+    biasprm[..., 1] = -kp * motor_strength
+    biasprm[..., 2] = -kd * motor_strength
+
+
 class MujocoSimulation(Simulation):
     engine = "mujoco"
 
@@ -173,9 +181,9 @@ class MujocoSimulation(Simulation):
         d = self.data
         if self.implicit_pd:  # Simulation.step's PD law, handed to the actuators: the torque applied is theirs
             m, a = self.model, self._actuators
-            m.actuator_gainprm[a, 0] = self.kp * self.motor_strength
-            m.actuator_biasprm[a, 1] = -self.kp * self.motor_strength
-            m.actuator_biasprm[a, 2] = -self.kd * self.motor_strength
+            gain, bias = m.actuator_gainprm[a], m.actuator_biasprm[a]  # copies (fancy indexing): written back below
+            set_implicit_pd(gain, bias, self.kp, self.kd, self.motor_strength)
+            m.actuator_gainprm[a], m.actuator_biasprm[a] = gain, bias
             d.ctrl[a] = self.targets
         else:
             d.qfrc_applied[self._dof] = joint_torque
