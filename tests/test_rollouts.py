@@ -141,3 +141,39 @@ def test_a_resumed_runs_progress_log_keeps_each_iteration_once_under_the_current
     assert kept[0] == PROGRESS_COLUMNS
     assert [row[0] for row in kept[1:]] == ["1", "2", "3"]
     assert all(len(row) == len(PROGRESS_COLUMNS) and row[-1] == "" for row in kept[1:])
+
+
+def test_the_update_learns_what_rsl_rls_own_update_learns(local_env):
+    """build_algorithm's fused Adam and its skipped logging-only mirror loss: one update from the same weights on the
+    same rollout moves every parameter as rsl_rl's algorithm as it constructs itself does (float rounding aside)."""
+    import contextlib
+    import io
+
+    from rsl_rl.algorithms import PPO
+
+    from training.ppo_adapter import learn_from_rollout, rsl_rl_config
+
+    config = _config(workers=1)
+    torch.manual_seed(3)
+    ours = build_algorithm(config, local_env)
+    with contextlib.redirect_stdout(io.StringIO()):
+        theirs = PPO.construct_algorithm(local_env.get_observations(), local_env, rsl_rl_config(config), "cpu")
+    theirs.actor.load_state_dict(ours.actor.state_dict())
+    theirs.critic.load_state_dict(ours.critic.state_dict())
+    assert ours.optimizer.param_groups[0]["fused"] and not theirs.optimizer.param_groups[0].get("fused")
+    local_env.start_rollout(take_snapshot(ours.actor), config.ppo.steps_per_env)
+    rollout = local_env.finish_rollout()
+    for alg in (ours, theirs):
+        alg.train_mode()
+    initial = [p.detach().clone() for p in ours.actor.parameters()]
+    torch.manual_seed(4)  # the mini-batches' shuffle
+    our_losses = learn_from_rollout(ours, rollout)
+    torch.manual_seed(4)
+    their_losses = learn_from_rollout(theirs, rollout)
+    assert "symmetry" not in our_losses and "symmetry" in their_losses
+    for name in our_losses:
+        assert our_losses[name] == pytest.approx(their_losses[name], rel=1e-4, abs=1e-6), name
+    assert any(not torch.equal(p, q) for p, q in zip(ours.actor.parameters(), initial))  # the update did move them
+    for ours_p, theirs_p in zip([*ours.actor.parameters(), *ours.critic.parameters()],
+                                [*theirs.actor.parameters(), *theirs.critic.parameters()]):
+        torch.testing.assert_close(ours_p, theirs_p, rtol=1e-5, atol=1e-6)
