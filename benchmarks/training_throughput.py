@@ -14,11 +14,16 @@ The machine is a shared VM whose speed drifts by 10-20 % from one minute to the 
 in several rounds, one after another; a ratio is taken within a round and the median over the rounds is printed with
 its range.
 
-Usage: python benchmarks/training_throughput.py [--seconds S] [--rounds R] [--batch | --ray | --implicit-pd]
+Usage: python benchmarks/training_throughput.py [--seconds S] [--rounds R] [--batch | --pybullet-batch | --ray |
+                                              --implicit-pd]
 
 --batch measures the batched path side by side: one MuJoCo robot's physics on one core, the physics ceiling of
 Pupper v3 robots in one MuJoCo batch (pupper_ros/sim/mujoco_batch.py) on all cores, the batched environment and the
 batched training loop (training/recipes/pupper_v3_walk_mujoco_batch.yaml) as fractions of it, and the loop against the worker loop.
+
+--pybullet-batch measures PyBullet behind the batch interface (pupper_ros/sim/pybullet_batch.py): one robot's
+physics, the batch's physics and the batched environment on one core, and the default config's training loop with
+the batch in worker processes, with the batch on the trainer's thread and with today's per-robot workers.
 
 --implicit-pd measures MuJoCo's physics speed for each robot with the explicit PD at the profile's step (Pupper v2:
 0.5 ms) and with the PD as implicit actuators at 4 ms (``implicit_pd``), side by side per round.
@@ -191,37 +196,52 @@ def iteration_rate(seconds: float, iterations, config) -> float:
     return rate
 
 
-def batched_env_rate(seconds: float, robots: int, robot: str = "pupper_v3", implicit_pd: bool = False) -> float:
-    """The batched environment (observations, rewards, resets, randomization) with random actions, env steps/s."""
+def batched_env_rate(seconds: float, robots: int, robot: str = "pupper_v3", implicit_pd: bool = False,
+                     engine: str = "mujoco", fixed_targets: bool = False) -> float:
+    """The batched environment (observations, rewards, resets, randomization) with random actions, env steps/s.
+    ``fixed_targets``: the batch's physics alone, the robots standing on their PD (the engine's ceiling)."""
     from training.batch_env import BatchedPupperEnv
     from training.config import load_config
 
-    config = load_config(overrides={"robot": robot, "env": {"engine": "mujoco", "implicit_pd": implicit_pd}})
+    config = load_config(overrides={"robot": robot, "env": {"engine": engine, "implicit_pd": implicit_pd}})
     env = BatchedPupperEnv(config, robots)
+    if fixed_targets:
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            env.sim.step(env.decimation)
+            n += robots
+        rate = n / (time.perf_counter() - start)
+        env.close()
+        return rate
     actions = np.random.default_rng(0).uniform(-0.3, 0.3, (50, robots, 12))
     n, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         env.step(actions[(n // robots) % 50])
         n += robots
-    return n / (time.perf_counter() - start)
+    rate = n / (time.perf_counter() - start)
+    env.close()
+    return rate
 
 
-def batched_loop_rate(seconds: float, config_path: Path) -> tuple[float, float]:
-    """The whole batched training loop (collection and PPO update) with a recipe, env steps/s and peak memory."""
+def batched_loop_rate(seconds: float, config_path: Path | None, overrides: dict | None = None) -> tuple[float, float]:
+    """The whole batched training loop (collection and PPO update) with a recipe, env steps/s and peak memory of the
+    trainer and its worker processes, if any."""
     import torch
 
     from training.config import load_config
     from training.ppo_adapter import build_algorithm
     from training.runner import make_env, training_iterations
 
-    config = load_config(config_path)
+    config = load_config(config_path, overrides)
     env = make_env(config)
     alg = build_algorithm(config, env)
     alg.train_mode()
     rate = iteration_rate(seconds, training_iterations(alg, env, config), config)
+    workers = [process.pid for process, _ in getattr(env, "_handles", [])]
+    memory = peak_rss_mb([os.getpid()] + workers)
     env.close()
     torch.set_num_threads(1)
-    return rate, peak_rss_mb([os.getpid()])
+    return rate, memory
 
 
 def batched_loop_rate_through_ray(seconds: float, config_path: Path, actors: int | None = None) -> float:
@@ -359,12 +379,16 @@ def main() -> int:
                         help="the batched path: physics ceiling, batched environment and loop, against the worker loop")
     parser.add_argument("--implicit-pd", action="store_true",
                         help="MuJoCo physics speed, explicit PD at the profile's step against implicit PD at 4 ms")
+    parser.add_argument("--pybullet-batch", action="store_true",
+                        help="PyBullet behind the batch interface: its ceiling, batched environment and loop")
     parser.add_argument("--ray", action="store_true",
                         help="the batched loop through Ray actors against the same loop on this machine, bytes moved")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
-    if args.batch + args.ray + args.implicit_pd > 1:
-        parser.error("one of --batch, --ray, --implicit-pd")
+    if args.batch + args.ray + args.implicit_pd + args.pybullet_batch > 1:
+        parser.error("one of --batch, --pybullet-batch, --ray, --implicit-pd")
+    if args.pybullet_batch:
+        return pybullet_batch_figures(args)
     if args.implicit_pd:
         return implicit_pd_figures(args)
     if args.batch:
@@ -463,6 +487,53 @@ def physics_ceiling(args) -> int:
           f"{median('update_us'):.0f} us per sample")
     print(f"worker loop in MuJoCo (32 envs, update overlapped):    {median('workers'):8.0f} env steps/s")
     print(f"peak resident memory of the batched loop: {memory:.0f} MB")
+    return 0
+
+
+def pybullet_batch_figures(args) -> int:
+    """PyBullet behind the batch interface, side by side per round: one robot's physics (one core), a batch of the
+    default config's robots standing (one core), the batched environment, one per-robot environment, and the default
+    config's training loop three ways: the batch in worker processes (``env.batched``), the batch on the trainer's
+    collector thread (``workers: 1``), and today's per-robot environments in worker processes."""
+    from pupper_ros.contract import CURRENT_CONTRACT
+    from training.config import load_config
+
+    robots = load_config().envs
+    batched = {"env": {"batched": True}}
+    rounds, memory = [], 0.0
+    for r in range(args.rounds):
+        figures = {"single": physics_rate(args.seconds, *PHYSICS_VARIANTS["pybullet"]) / CURRENT_CONTRACT.control_period}
+        figures["batch"] = batched_env_rate(args.seconds, robots, engine="pybullet", fixed_targets=True)
+        figures["env"] = batched_env_rate(args.seconds, robots, engine="pybullet")
+        figures["one env"], _ = single_env_rate(args.seconds, "pybullet")
+        figures["loop"], peak = batched_loop_rate(args.seconds, None, batched)
+        figures["thread"], _ = batched_loop_rate(args.seconds, None, batched | {"workers": 1})
+        figures["workers"], _ = training_loop_rate(args.seconds)
+        memory = max(memory, peak)
+        rounds.append(figures)
+        print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{k} {v:.0f}" for k, v in figures.items()), flush=True)
+
+    def median(key):
+        return float(np.median([r[key] for r in rounds]))
+
+    def against(key, reference):
+        values = [r[key] / r[reference] for r in rounds]
+        return f"{np.median(values):.2f}x (rounds {min(values):.2f}-{max(values):.2f})"
+
+    cores = os.cpu_count() or 1
+    print(f"machine: {cores} cores; medians of {args.rounds} rounds of {args.seconds:.0f} s per figure; Pupper v3, PyBullet")
+    print(f"physics, one robot standing on its PD, one core:        {median('single'):7.0f} env steps/s")
+    print(f"physics, a batch of {robots} standing, one core:            {median('batch'):7.0f} env steps/s = "
+          f"{against('batch', 'single')} one robot")
+    print(f"batched environment, {robots} robots, random actions:     {median('env'):7.0f} env steps/s = "
+          f"{against('env', 'batch')} of the batch's physics, {against('env', 'one env')} one environment")
+    print(f"one per-robot environment:                              {median('one env'):7.0f} env steps/s")
+    print(f"training loop, default config, batch in {cores} worker processes: {median('loop'):7.0f} env steps/s = "
+          f"{against('loop', 'workers')} the worker loop, {against('loop', 'batch')} of the one-core ceiling")
+    print(f"training loop, default config, batch on the collector thread: {median('thread'):7.0f} env steps/s = "
+          f"{against('thread', 'workers')} the worker loop")
+    print(f"worker loop, default config (per-robot environments):   {median('workers'):7.0f} env steps/s")
+    print(f"peak resident memory of the batched loop (trainer + workers): {memory:.0f} MB")
     return 0
 
 

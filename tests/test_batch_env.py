@@ -135,3 +135,35 @@ def test_overlapped_batched_training_writes_its_checkpoints(tmp_path):
     state = torch.load(checkpoint, weights_only=False)
     assert (state["iteration"], state["env_steps"]) == (3, 72)
     assert len((tmp_path / "run" / "progress.csv").read_text().splitlines()) == 1 + 3
+
+
+def test_pybullet_batches_in_worker_processes_collect_and_a_lost_process_is_named_where_training_waits():
+    """PyBullet's batch spread over worker processes (training/process_shards.py): a rollout of every robot, then
+    a worker killed outright is reported by the next rollout, naming its shard and exit code, and close() returns."""
+    import os
+    import signal
+
+    from training.actor_snapshot import take_snapshot
+    from training.ppo_adapter import build_algorithm
+    from training.process_shards import ProcessShards
+
+    config = load_config(overrides={"envs": 4, "env": {"engine": "pybullet", "batched": True},
+                                    "policy": {"actor_hidden": [32], "critic_hidden": [32]}})
+    shards = ProcessShards(config, workers=2)
+    try:
+        assert shards.get_observations()["critic"].shape == (4, shards.critic_size)
+        idle = take_snapshot(build_algorithm(config, shards).actor)
+        shards.start_rollout(idle, 3)
+        rollout = shards.finish_rollout()
+        assert rollout.actions.shape == (3, 4, 12) and np.isfinite(rollout.rewards).all()
+        process, _ = shards._handles[1]
+        os.kill(process.pid, signal.SIGKILL)
+        process.join()
+        shards.start_rollout(idle, 3)
+        with pytest.raises(RuntimeError, match=rf"batch shard 1 was lost: its worker process {process.pid} ended "
+                                               r"\(exit code -9\)"):
+            shards.finish_rollout()
+    finally:
+        processes = [p for p, _ in shards._handles]
+        shards.close()
+    assert not any(p.is_alive() for p in processes)

@@ -203,12 +203,13 @@ def test_robustness_evaluations_use_the_reference_ranges_and_a_fixed_latency():
     assert v2.robot == "pupper_v2" and v2.env.engine == "mujoco" and v2.env.physics_dt == 0.0  # the profile's step
 
 
-def test_a_batched_mujoco_run_writes_the_same_kind_of_run_and_exports(tmp_path, profile):
-    """`pupper-train --engine mujoco --batched` trains every robot in one batch (training/batch_env.py): the run
-    directory, the progress log (with its count of robots reset for non-finite physics) and the export are as for the
-    worker path."""
+@pytest.mark.parametrize("engine", ["mujoco", "pybullet"])
+def test_a_batched_run_writes_the_same_kind_of_run_and_exports(tmp_path, profile, engine):
+    """`pupper-train --engine E --batched` trains on the batched environment (training/batch_env.py; MuJoCo's batch on
+    the trainer's thread, PyBullet's in worker processes): the run directory, the progress log (with its count of
+    robots reset for non-finite physics) and the export are as for the worker path."""
     out = tmp_path / "run"
-    assert train_main(["--engine", "mujoco", "--batched", "--envs", "16", "--steps", str(16 * 8 * 3), "--out", str(out), "--quiet",
+    assert train_main(["--engine", engine, "--batched", "--envs", "16", "--steps", str(16 * 8 * 3), "--out", str(out), "--quiet",
                        "--config", str(_tiny_config(tmp_path))]) == 0
     lines = (out / "progress.csv").read_text().splitlines()
     assert lines[0].endswith(",checkpoint,nonfinite_resets,lost_rollouts") and len(lines) == 1 + 3
@@ -230,7 +231,6 @@ def test_minutes_stops_the_run_with_a_checkpoint_and_says_how_far_it_got(tmp_pat
     state = torch.load(out / "checkpoints" / "latest.pt", weights_only=False)
     assert state["iteration"] == int(message[1]) and state["env_steps"] == int(message[2].replace(",", "")) < 100000000
     assert train_main(["--minutes", "0"]) == 2
-    assert train_main(["--batched", "--out", str(tmp_path / "pb")]) == 2  # the batch is MuJoCo's
 
 
 def test_more_robots_than_memory_holds_are_refused_before_anything_is_allocated(tmp_path, capsys):

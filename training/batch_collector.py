@@ -1,9 +1,12 @@
 """A batch of robots collecting whole rollouts, acting with a numpy snapshot of the actor: what the batch's collector
-thread runs in the trainer's process (training/batch_vec_env.py) and what each Ray actor runs on a cluster
-(training/ray_vec_env.py). Kept free of torch, so that a Ray actor stays small.
+thread runs in the trainer's process (training/batch_vec_env.py), each worker process of training/process_shards.py
+and each Ray actor on a cluster (training/ray_vec_env.py). Kept free of torch, so that a worker stays small.
 """
 
 from __future__ import annotations
+
+import signal
+import traceback
 
 import numpy as np
 
@@ -14,7 +17,7 @@ from training.env_group import Rollout, rollout_arrays
 
 
 class BatchCollector:
-    """``config.envs`` robots of one MuJoCo batch, seeded by ``config.seed``, with the episode bookkeeping of the
+    """``config.envs`` robots of one batch (the config's engine), seeded by ``config.seed``, with the episode bookkeeping of the
     progress log."""
 
     def __init__(self, config: TrainConfig, randomize: bool | None = None, threads: int = 0):
@@ -55,3 +58,33 @@ class BatchCollector:
     def observations(self) -> tuple[np.ndarray, np.ndarray]:
         """Copies of the policy's and the critic's observations of every robot, as they stand."""
         return self.env.observation.copy(), self.env.critic_observation.copy()
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def serve_collector(conn, config: TrainConfig) -> None:
+    """A worker process of ``training/process_shards.py``: a ``BatchCollector`` answering method calls from the pipe
+    until told to close. Here, not there, so that the worker never imports torch."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's: it checkpoints, then closes the workers
+    try:
+        collector = BatchCollector(config, threads=1)
+    except Exception:
+        failure = traceback.format_exc()
+        collector = None
+    while True:
+        try:
+            method, args = conn.recv()
+        except EOFError:  # the trainer is gone
+            return
+        if method == "close":
+            if collector is not None:
+                collector.close()
+            return
+        if collector is None:
+            conn.send(("error", failure))
+            continue
+        try:
+            conn.send(("ok", getattr(collector, method)(*args)))
+        except Exception:
+            conn.send(("error", traceback.format_exc()))

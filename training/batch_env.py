@@ -1,12 +1,10 @@
 """The Pupper walking task over a batch of robots in one process: the per-robot ``PupperEnv`` as array code.
 
-Physics is ``MujocoBatch`` (every robot stepped in C); observations come from the policy contract's own
+Physics is the engine's batch (``pupper_ros.sim.make_batch``: ``MujocoBatch`` steps every robot in C,
+``PyBulletBatch`` one PyBullet world each); observations come from the policy contract's own
 ``ObservationBuilder`` over ``[robots, ...]``; actions go through the same ``ActionMapping`` and the runtime's target
 envelope; every reward term is the same function ``PupperEnv`` calls (training/rewards.py). Commands, the gait clock,
 terminations, time-outs, automatic resets, randomization, pushes and action latency are numpy over all robots.
-
-Contacts are read from geometry: a foot touches the ground when its sphere overlaps the ground plane, the base when
-its box does, which is MuJoCo's own criterion for these shapes (the geoms have no contact margin).
 """
 
 from __future__ import annotations
@@ -17,10 +15,9 @@ import numpy as np
 
 from pupper_ros.contract import CURRENT_CONTRACT, ActionMapping, ObservationBuilder, projected_gravity_batch
 from pupper_ros.robot_profile import load_robot_profile
-from pupper_ros.rotations import rotate, world_z_of_body_axes
+from pupper_ros.rotations import rotate
 from pupper_ros.safety import TargetEnvelope
-from pupper_ros.sim import physics_substeps
-from pupper_ros.sim.mujoco_batch import MujocoBatch
+from pupper_ros.sim import make_batch, physics_substeps
 from pupper_ros.sim.simulation import NOMINAL_GROUND_FRICTION
 from training.config import TrainConfig
 from training.env import CRITIC_EXTRA
@@ -39,8 +36,8 @@ class BatchedPupperEnv:
         self.contract = CURRENT_CONTRACT
         self.decimation = physics_substeps(self.contract.control_period, config.physics_dt())
         self.physics_dt = self.contract.control_period / self.decimation
-        self.sim = MujocoBatch(profile, robots, physics_dt=self.physics_dt, threads=threads,
-                               implicit_pd=config.env.implicit_pd)
+        self.sim = make_batch(profile, config.env.engine, robots, physics_dt=self.physics_dt, threads=threads,
+                              implicit_pd=config.env.implicit_pd)
         self.dt = self.contract.control_period
         self.builder = ObservationBuilder(self.contract, profile, robots=n)
         self.clean_builder = ObservationBuilder(self.contract, profile, robots=n)
@@ -71,8 +68,10 @@ class BatchedPupperEnv:
         self.critic_observation = np.zeros((n, self.critic_size), dtype=np.float32)
         self._clipped = np.zeros((n, j))
         self._targets = np.zeros((n, j))
-        self._base_geom_half = self.sim.model.geom_size[self.sim.base_geom].copy()
         self.observation = self.reset_robots(np.arange(n), spread_time_outs=True)
+
+    def close(self) -> None:
+        self.sim.close()
 
     # --- resets and randomization ------------------------------------------------------------------------------
     def reset_robots(self, ids: np.ndarray, spread_time_outs: bool = False) -> np.ndarray:
@@ -95,7 +94,7 @@ class BatchedPupperEnv:
             self.builder.reset(ids)
             self.clean_builder.reset(ids)
             self.feet[ids] = self.sim.foot_positions()[ids]
-        return self._observe(self._foot_contacts())
+        return self._observe(self.sim.contacts()[0])
 
     def _randomize(self, ids: np.ndarray) -> None:
         if not self.randomize:
@@ -148,7 +147,7 @@ class BatchedPupperEnv:
         self.steps += 1
 
         finite = ~sim.take_diverged()
-        contacts = self._foot_contacts()
+        contacts, base_contact = sim.contacts()
         feet = sim.foot_positions()
         foot_speed = np.linalg.norm((feet[..., :2] - self.feet[..., :2]) / self.dt, axis=2)
         self.feet = feet.copy()
@@ -163,7 +162,7 @@ class BatchedPupperEnv:
             "joint_position", "position", "orientation", "linear", "angular", "gravity"))
         tilt = np.arccos(np.clip(-gravity[:, 2], -1.0, 1.0))
         terminated = ((tilt > self.profile.tilt_limit) | (position[:, 2] < self.config.env.min_base_height)
-                      | self._base_contact(position, orientation) | ~finite)
+                      | base_contact | ~finite)
         moving = np.linalg.norm(self.command, axis=1) >= self.config.env.standing_command_threshold
         foot_phase = (self.phase[:, None] + self._trot_offsets) % 1.0
         desired_stance = (foot_phase < 0.5) | ~moving[:, None]
@@ -200,15 +199,6 @@ class BatchedPupperEnv:
         if pushed.size:
             kick = self.rng.uniform(-r.push_velocity, r.push_velocity, (pushed.size, 2))
             self.sim.push(pushed, np.concatenate([kick, np.zeros((pushed.size, 1))], axis=1))
-
-    def _foot_contacts(self) -> np.ndarray:
-        return self.sim.foot_positions()[..., 2] - self.sim.foot_radius < 0.0
-
-    def _base_contact(self, position: np.ndarray, orientation: np.ndarray) -> np.ndarray:
-        """Whether each base box reaches below the ground: its centre's height less its half-extent along world z."""
-        centre = self.sim.batch.bind("geom_xpos")[:, self.sim.base_geom]
-        reach = np.abs(world_z_of_body_axes(orientation)) @ self._base_geom_half
-        return centre[:, 2] - reach < 0.0
 
     def _body_state(self) -> dict[str, np.ndarray]:
         """Joints, base pose, base velocities in the body frame and projected gravity, all robots."""

@@ -1,5 +1,6 @@
 """The robots of a batched run split into shards, each a ``BatchCollector`` of its own outside the trainer's process
-(Ray actors across a cluster: ``training/ray_vec_env.py`` moves the calls). Behind rsl_rl's ``VecEnv``; training
+(Ray actors across a cluster, ``training/ray_vec_env.py``, or worker processes of this machine,
+``training/process_shards.py``, move the calls). Behind rsl_rl's ``VecEnv``; training
 collects with ``start_rollout`` / ``finish_rollout``, one message per shard and rollout, as the local batch does.
 
 Each shard seeds its robots from the run's seed and its index, so a run's episodes depend on how many shards it has.
@@ -37,7 +38,7 @@ class BatchShards(VecEnv):
 
     def __init__(self, config: TrainConfig, shards: int):
         if not config.env.batched:
-            raise ValueError("batch shards run MuJoCo batches: the config needs env.batched (and env.engine mujoco)")
+            raise ValueError("batch shards run batches of robots: the config needs env.batched")
         describe_environments(self, config)
         self.lost_rollouts = 0
         self._config = config

@@ -80,3 +80,4 @@ class BatchVecEnv(VecEnv):
         if self._collector is not None:
             self._collector.join()
             self._collector = None
+        self.collector.close()

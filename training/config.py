@@ -40,7 +40,7 @@ def _at_least(name: str, value, low: float, strict: bool = False) -> None:
 @dataclass
 class EnvConfig:
     engine: str = "pybullet"  # physics engine (pupper_ros.sim.ENGINES); training's is PyBullet
-    batched: bool = False  # MuJoCo only: every robot in one process (training/batch_env.py), not in worker processes
+    batched: bool = False  # every robot's environment as arrays (training/batch_env.py), not one object per robot
     physics_dt: float = 0.0  # s; 0 = the robot profile's step for this engine (pupper_ros.sim.default_physics_dt)
     # MuJoCo only: the PD as implicit actuators (pupper_ros/sim/mujoco_sim.py), stable for Pupper v2 at 4 ms (its
     # default step then), though the walk of a policy trained at 0.5 ms holds only to about 1 ms (docs/simulation.md)
@@ -59,8 +59,6 @@ class EnvConfig:
 
         if self.engine not in ENGINES:
             raise ConfigError(f"env.engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
-        if self.batched and self.engine != "mujoco":
-            raise ConfigError(f"env.batched needs env.engine mujoco (the batch is MuJoCo's), got {self.engine!r}")
         if self.implicit_pd and self.engine != "mujoco":
             raise ConfigError(f"env.implicit_pd needs env.engine mujoco (the actuators are MuJoCo's), got {self.engine!r}")
         _at_least("env.physics_dt", self.physics_dt, 0.0)

@@ -60,6 +60,10 @@ def make_env(config: TrainConfig, ray=None):
         from training.ray_vec_env import RayVecEnv
 
         return RayVecEnv(config, ray)
+    if config.env.batched and config.env.engine == "pybullet" and config.workers != 1:
+        from training.process_shards import ProcessShards
+
+        return ProcessShards(config, config.workers)
     if config.env.batched:
         from training.batch_vec_env import BatchVecEnv
 

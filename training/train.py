@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--engine", choices=("pybullet", "mujoco"), help="physics engine (overrides env.engine)")
     parser.add_argument("--batched", action="store_true",
-                        help="MuJoCo: every robot in one process, stepped as a batch (sets env.batched)")
+                        help="every robot's environment as arrays over a batch of robots (sets env.batched): MuJoCo's "
+                             "batch steps in C on the trainer's thread, PyBullet's in worker processes")
     parser.add_argument("--minutes", type=float, help="stop after this many minutes of wall clock, with a checkpoint")
     parser.add_argument("--ray", nargs="?", const=LOCAL_RAY, metavar="ADDRESS",
                         help="collect on MuJoCo batches in Ray actors (extra pupper_ros[ray]): 'auto' joins the running "
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, _interrupt)
     out = args.out or (resume.parent.parent if resume else Path("runs") / dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
     print(f"pupper-train: {config.envs} envs, {config.steps:,} steps, seed {config.seed}, run {out}")
-    from pupper_ros.sim.mujoco_batch import BatchError
+    from pupper_ros.sim.batch_size import BatchError
 
     refusals: tuple = (BatchError,)
     if ray is not None:

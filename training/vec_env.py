@@ -49,7 +49,7 @@ def describe_environments(vec_env: VecEnv, config: TrainConfig) -> None:
 
 
 @contextlib.contextmanager
-def _single_threaded_children():
+def single_threaded_children():
     """Worker processes started inside get one BLAS/OpenMP thread each. A worker is one core's worth of work: a
     multi-threaded BLAS in each (for the actor's small matmuls) spins against the other workers and, measured, halves
     the training loop's throughput. Set in the environment because numpy reads it once, on import."""
@@ -85,7 +85,7 @@ class PupperVecEnv(VecEnv):
             self._local = EnvGroup(config, seeds, randomize)
         else:
             ctx = mp.get_context("spawn")  # workers start clean: no torch state forked from the trainer
-            with _single_threaded_children():
+            with single_threaded_children():
                 for s in self._slices:
                     parent, child = ctx.Pipe()
                     proc = ctx.Process(target=run_worker, args=(child, config, [seeds[i] for i in s], randomize), daemon=True)

@@ -17,6 +17,11 @@ ENGINES = {
     "pybullet": ("pupper_ros.sim.pybullet_sim", "PyBulletSimulation", "pybullet", "sim"),
     "mujoco": ("pupper_ros.sim.mujoco_sim", "MujocoSimulation", "mujoco", "mujoco"),
 }
+# engine name -> (module, class) of its batch: many robots of one profile as arrays (training/batch_env.py)
+BATCHES = {
+    "pybullet": ("pupper_ros.sim.pybullet_batch", "PyBulletBatch"),
+    "mujoco": ("pupper_ros.sim.mujoco_batch", "MujocoBatch"),
+}
 DEFAULT_ENGINE = "pybullet"
 MUJOCO_PHYSICS_DT = 0.004  # the Pupper v3 reference model's step
 
@@ -71,3 +76,17 @@ def make_simulation(profile: RobotProfile, engine: str = DEFAULT_ENGINE, **optio
     check_engine(engine)
     module, cls, _, _ = ENGINES[engine]
     return getattr(importlib.import_module(module), cls)(profile, **options)
+
+
+def make_batch(profile: RobotProfile, engine: str, robots: int, *, physics_dt: float | None = None, threads: int = 0,
+               implicit_pd: bool = False):
+    """``robots`` simulated Puppers of ``profile`` in ``engine`` as arrays. ``threads`` (0: every core) and
+    ``implicit_pd`` are MuJoCo's; PyBullet steps its robots one after the other in the calling thread."""
+    check_engine(engine)
+    module, cls = BATCHES[engine]
+    batch = getattr(importlib.import_module(module), cls)
+    if engine == "mujoco":
+        return batch(profile, robots, physics_dt=physics_dt, threads=threads, implicit_pd=implicit_pd)
+    if implicit_pd:
+        raise EngineError(f"the implicit PD is MuJoCo's; this batch runs in {engine}")
+    return batch(profile, robots, physics_dt=physics_dt)

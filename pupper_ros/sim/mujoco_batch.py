@@ -11,12 +11,11 @@ Every state and randomization field is an array over robots: ``[robots, ...]``.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from pupper_ros.robot_profile import RobotProfile
-from pupper_ros.rotations import rotate
+from pupper_ros.rotations import rotate, world_z_of_body_axes
+from pupper_ros.sim.batch_size import check_batch_size
 from pupper_ros.sim.mujoco_sim import BASE_GEOM, GROUND, build_model, set_implicit_pd
 from pupper_ros.sim.simulation import GRAVITY
 
@@ -24,26 +23,8 @@ import mujoco  # noqa: E402  (after mujoco_sim, which sets the headless GL backe
 import mujoco.batch  # noqa: E402
 
 # Bytes of memory one robot takes: 227 KB measured for the batch's MjData and the training environment's arrays
-# (resident memory of 2,048 robots against 64, 2026-12-06), plus PPO's rollout storage of 24 steps. A batch that would
-# not fit in the memory available is refused before anything is allocated.
+# (resident memory of 2,048 robots against 64, 2026-12-06), plus PPO's rollout storage of 24 steps.
 BYTES_PER_ROBOT_ESTIMATE = 250_000
-
-
-def available_memory() -> int:
-    """Bytes the kernel says a new allocation can get now (MemAvailable), or the physical memory where unknown."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-class BatchError(ValueError):
-    """A batch that cannot be built; the message names what was wrong."""
-
 
 class MujocoBatch:
     engine = "mujoco"
@@ -52,12 +33,7 @@ class MujocoBatch:
                  implicit_pd: bool = False):
         from pupper_ros.sim import default_physics_dt
 
-        if robots < 1:
-            raise BatchError(f"a batch needs at least one robot, got {robots}")
-        estimate, limit = robots * BYTES_PER_ROBOT_ESTIMATE, available_memory()
-        if estimate > limit:
-            raise BatchError(f"{robots} robots need about {estimate / 1e9:.1f} GB ({BYTES_PER_ROBOT_ESTIMATE / 1e3:.0f} kB "
-                             f"each), more than the {limit / 1e9:.1f} GB of memory available; use fewer")
+        check_batch_size(robots, BYTES_PER_ROBOT_ESTIMATE)
         self.profile = profile
         self.robots = robots
         self.physics_dt = physics_dt or default_physics_dt(profile, self.engine, implicit_pd)
@@ -85,6 +61,7 @@ class MujocoBatch:
         self.ground_geom = model.geom(GROUND).id
         self.base_geom = model.geom(BASE_GEOM).id
         self.foot_radius = float(model.geom_size[self.foot_geoms[0], 0])
+        self._base_geom_half = model.geom_size[self.base_geom].copy()
         self._nominal_mass = model.body_mass.copy()
         self._nominal_inertia = model.body_inertia.copy()
         self.qpos = self.batch.bind("qpos")
@@ -98,6 +75,9 @@ class MujocoBatch:
         self._diverged = np.zeros(robots, dtype=bool)
         self._friction = None  # the per-robot geom_friction, expanded on first use
         self.reset(np.arange(robots))
+
+    def close(self) -> None:
+        """Nothing to release: the batch's memory goes with the object (PyBulletBatch disconnects its worlds)."""
 
     # --- state ---------------------------------------------------------------------------------------------------
     def reset(self, ids: np.ndarray, joint_position: np.ndarray | None = None, base_height: np.ndarray | float | None = None,
@@ -185,6 +165,15 @@ class MujocoBatch:
     def foot_positions(self) -> np.ndarray:
         """World positions of the foot centres [robots, 4, 3], in the profile's foot order."""
         return self._geom_xpos[:, self.foot_geoms]
+
+    def contacts(self) -> tuple[np.ndarray, np.ndarray]:
+        """Whether each robot's feet [robots, 4] and base [robots] touch the ground, read from geometry: a foot when
+        its sphere reaches below the ground plane, the base when its box does (its centre's height less its
+        half-extent along world z). That is MuJoCo's own criterion for these shapes: the geoms have no contact margin."""
+        feet = self.foot_positions()[..., 2] - self.foot_radius < 0.0
+        _, orientation = self.base_pose()
+        reach = np.abs(world_z_of_body_axes(orientation)) @ self._base_geom_half
+        return feet, self._geom_xpos[:, self.base_geom, 2] - reach < 0.0
 
     def take_diverged(self) -> np.ndarray:
         """Which robots' physics diverged (went non-finite) since the last call; their owner resets them."""

@@ -1,0 +1,66 @@
+"""The robots of a batched run split over worker processes of this machine, each a ``BatchCollector`` of its own
+(``BatchShards`` over pipes). PyBullet's batch steps its robots in the calling thread holding the GIL, so a PyBullet
+batch on the trainer's collector thread would take turns with the PPO update; in processes of their own the batches
+use every core while the update runs (docs/performance.md measures both).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+
+from training.batch_collector import serve_collector
+from training.batch_shards import BatchShards, ShardLost
+from training.config import TrainConfig
+from training.vec_env import single_threaded_children
+
+
+class ProcessShards(BatchShards):
+    """``config.envs`` robots in ``workers`` worker processes (0: one per core), one batch each."""
+
+    def __init__(self, config: TrainConfig, workers: int = 0):
+        self._context = mp.get_context("spawn")  # workers start clean: no torch state forked from the trainer
+        super().__init__(config, min(config.envs, workers or os.cpu_count() or 1))
+
+    def _launch(self, index: int, config: TrainConfig):
+        parent, child = self._context.Pipe()
+        with single_threaded_children():
+            process = self._context.Process(target=serve_collector, args=(child, config), daemon=True,
+                                            name=f"batch-shard-{index}")
+            process.start()
+        child.close()
+        return process, parent
+
+    def _call(self, index: int, method: str, *args):
+        """Send the call; the ticket says whether it went (a process already gone is reported by ``_result``)."""
+        _, conn = self._handles[index]
+        try:
+            conn.send((method, args))
+        except OSError:  # BrokenPipeError: the process has ended
+            return False
+        return True
+
+    def _result(self, index: int, ticket):
+        process, conn = self._handles[index]
+        try:
+            if not ticket:
+                raise EOFError("the call could not be sent")
+            status, payload = conn.recv()
+        except (EOFError, OSError) as exc:
+            process.join(timeout=1.0)
+            raise ShardLost(f"its worker process {process.pid} ended (exit code {process.exitcode})") from exc
+        if status == "error":
+            raise RuntimeError(f"batch shard {index} failed:\n{payload}")
+        return payload
+
+    def _stop(self, index: int) -> None:
+        process, conn = self._handles[index]
+        try:
+            conn.send(("close", ()))
+        except (BrokenPipeError, OSError):
+            pass
+        process.join(timeout=5.0)
+        if process.is_alive():
+            process.terminate()
+            process.join()
+        conn.close()
