@@ -37,9 +37,12 @@ class BatchCollector:
         self._return[done], self._length[done] = 0.0, 0
         return obs, rewards, terminated, truncated, info, finished
 
-    def rollout(self, actor: ActorSnapshot, steps: int) -> Rollout:
-        """``steps`` steps of every robot with actions sampled from ``actor``, from where the last call left."""
+    def rollout(self, actor: ActorSnapshot, steps: int, run_steps: int | None = None) -> Rollout:
+        """``steps`` steps of every robot with actions sampled from ``actor``, from where the last call left;
+        ``run_steps``: the env steps the run has taken before this rollout (a randomization curriculum's clock)."""
         env, n = self.env, self.env.robots
+        if run_steps is not None:
+            env.set_run_steps(run_steps)
         obs, critic, actions, means, rewards, dones, time_outs = rollout_arrays(
             steps, n, env.contract.observation_size, env.critic_size, self.action_size)
         finished, terms = [], {}

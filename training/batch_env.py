@@ -21,7 +21,7 @@ from pupper_ros.sim import make_batch, physics_substeps
 from pupper_ros.sim.simulation import NOMINAL_GROUND_FRICTION
 from training.config import TrainConfig
 from training.env import CRITIC_EXTRA
-from training.randomization import draw_dynamics
+from training.randomization import draw_dynamics, ranges_at
 from training.rewards import RewardInputs, total_reward
 
 
@@ -31,6 +31,7 @@ class BatchedPupperEnv:
     def __init__(self, config: TrainConfig, robots: int, randomize: bool | None = None, threads: int = 0):
         self.config = config
         self.randomize = config.randomization.enabled if randomize is None else randomize
+        self.ranges = ranges_at(config.randomization, 0)  # what dynamics are drawn from (set_run_steps)
         self.robots = n = robots
         self.profile = profile = load_robot_profile(config.robot)
         self.contract = CURRENT_CONTRACT
@@ -96,10 +97,14 @@ class BatchedPupperEnv:
             self.feet[ids] = self.sim.foot_positions()[ids]
         return self._observe(self.sim.contacts()[0])
 
+    def set_run_steps(self, run_steps: int) -> None:
+        """The run has taken ``run_steps`` env steps: draw from the ranges its curriculum has widened to by then."""
+        self.ranges = ranges_at(self.config.randomization, run_steps)
+
     def _randomize(self, ids: np.ndarray) -> None:
         if not self.randomize:
             return
-        draw = draw_dynamics(self.config.randomization, self.profile, self.physics_dt, self.rng, len(ids))
+        draw = draw_dynamics(self.ranges, self.profile, self.physics_dt, self.rng, len(ids))
         sim = self.sim
         self.friction[ids] = draw.friction
         sim.set_ground_friction(ids, draw.friction)
@@ -192,7 +197,7 @@ class BatchedPupperEnv:
         return self.observation, reward.astype(np.float32), terminated, truncated, info
 
     def _maybe_push(self) -> None:
-        r = self.config.randomization
+        r = self.ranges
         if not self.randomize or r.push_velocity <= 0:
             return
         pushed = np.flatnonzero(self.rng.uniform(size=self.robots) < self.dt / r.push_interval_seconds)

@@ -113,11 +113,12 @@ class BatchShards(VecEnv):
         return (self._obs, torch.from_numpy(rewards), torch.from_numpy(done.astype(np.float32)),
                 {"time_outs": torch.from_numpy(truncated.astype(np.float32))})
 
-    def start_rollout(self, actor: ActorSnapshot, steps: int) -> None:
-        """Have every shard collect ``steps`` steps of its robots, acting with ``actor``; returns at once."""
+    def start_rollout(self, actor: ActorSnapshot, steps: int, run_steps: int | None = None) -> None:
+        """Have every shard collect ``steps`` steps of its robots, acting with ``actor``; returns at once.
+        ``run_steps``: the env steps the run has taken before this rollout (a randomization curriculum's clock)."""
         if self._pending is not None:
             raise RuntimeError("a rollout is already being collected: finish_rollout() first")
-        self._request = (self._share_snapshot(actor), steps)
+        self._request = (self._share_snapshot(actor), steps, run_steps)
         self._pending = [self._call(i, "rollout", *self._request) for i in range(self.shards)]
 
     def _share_snapshot(self, actor: ActorSnapshot):

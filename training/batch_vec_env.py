@@ -48,18 +48,19 @@ class BatchVecEnv(VecEnv):
         return (observation_groups(obs, self.env.critic_observation.copy()), torch.from_numpy(rewards),
                 torch.from_numpy(done.astype(np.float32)), extras)
 
-    def rollout(self, actor: ActorSnapshot, steps: int) -> Rollout:
+    def rollout(self, actor: ActorSnapshot, steps: int, run_steps: int | None = None) -> Rollout:
         """``steps`` steps of every robot with actions sampled from ``actor``, from where the last call left."""
-        return self.collector.rollout(actor, steps)
+        return self.collector.rollout(actor, steps, run_steps)
 
-    def start_rollout(self, actor: ActorSnapshot, steps: int) -> None:
-        """Collect ``steps`` steps of every robot on a thread of this process, acting with ``actor``; returns at once."""
+    def start_rollout(self, actor: ActorSnapshot, steps: int, run_steps: int | None = None) -> None:
+        """Collect ``steps`` steps of every robot on a thread of this process, acting with ``actor``; returns at once.
+        ``run_steps``: the env steps the run has taken before this rollout (a randomization curriculum's clock)."""
         if self._collector is not None:
             raise RuntimeError("a rollout is already being collected: finish_rollout() first")
 
         def collect():
             try:
-                self._collected = self.rollout(actor, steps)
+                self._collected = self.rollout(actor, steps, run_steps)
             except BaseException as exc:  # handed to finish_rollout, which raises it in the trainer's thread
                 self._collected = exc
 

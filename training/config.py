@@ -100,15 +100,42 @@ class RandomizationConfig:
     latency_seconds: tuple = (0.0, 0.02)  # action latency, in physics steps
     push_interval_seconds: float = 4.0  # mean time between pushes
     push_velocity: float = 0.3  # m/s, largest horizontal velocity change of a push
+    # A curriculum (training/randomization.py, ranges_at): robots are drawn from ``start`` (any of the ranges and
+    # push settings above) until the run has taken ``widen_from_steps`` env steps; from there to ``widen_until_steps``
+    # each of them moves linearly to its value above, which holds after. An empty ``start``: no curriculum.
+    start: dict = field(default_factory=dict)
+    widen_from_steps: int = 0
+    widen_until_steps: int = 0
 
-    def validate(self) -> None:
+    def validate(self, where: str = "randomization") -> None:
         for name in ("friction", "base_mass_scale", "link_mass_scale", "kp_scale", "kd_scale", "motor_strength"):
-            setattr(self, name, _range(f"randomization.{name}", getattr(self, name), 0.0))
-        self.com_shift_x = _range("randomization.com_shift_x", self.com_shift_x, -0.05, 0.05)
-        self.com_shift_yz = _range("randomization.com_shift_yz", self.com_shift_yz, -0.05, 0.05)
-        self.latency_seconds = _range("randomization.latency_seconds", self.latency_seconds, 0.0, 0.1)
-        _at_least("randomization.push_interval_seconds", self.push_interval_seconds, 0.0, strict=True)
-        _at_least("randomization.push_velocity", self.push_velocity, 0.0)
+            setattr(self, name, _range(f"{where}.{name}", getattr(self, name), 0.0))
+        self.com_shift_x = _range(f"{where}.com_shift_x", self.com_shift_x, -0.05, 0.05)
+        self.com_shift_yz = _range(f"{where}.com_shift_yz", self.com_shift_yz, -0.05, 0.05)
+        self.latency_seconds = _range(f"{where}.latency_seconds", self.latency_seconds, 0.0, 0.1)
+        _at_least(f"{where}.push_interval_seconds", self.push_interval_seconds, 0.0, strict=True)
+        _at_least(f"{where}.push_velocity", self.push_velocity, 0.0)
+        if not self.start:
+            return
+        widened = set(CURRICULUM_KEYS)
+        unknown = sorted(set(self.start) - widened)
+        if unknown:
+            raise ConfigError(f"{where}.start: unknown key(s) {', '.join(unknown)}; a curriculum widens "
+                              f"{', '.join(CURRICULUM_KEYS)}")
+        start = RandomizationConfig(**{k: getattr(self, k) for k in widened})
+        _merge(start, self.start, f"{where}.start")
+        start.validate(f"{where}.start")
+        self.start = {k: list(v) if isinstance(v, tuple) else v for k, v in
+                      ((k, getattr(start, k)) for k in self.start)}
+        _at_least(f"{where}.widen_from_steps", self.widen_from_steps, 0)
+        if self.widen_until_steps < self.widen_from_steps:
+            raise ConfigError(f"{where}.widen_until_steps must be >= widen_from_steps ({self.widen_from_steps}), "
+                              f"got {self.widen_until_steps}")
+
+
+# What a randomization curriculum may widen: every range and the pushes.
+CURRICULUM_KEYS = ("friction", "base_mass_scale", "link_mass_scale", "com_shift_x", "com_shift_yz", "kp_scale",
+                   "kd_scale", "motor_strength", "latency_seconds", "push_interval_seconds", "push_velocity")
 
 
 @dataclass

@@ -19,7 +19,7 @@ from pupper_ros.safety import TargetEnvelope
 from pupper_ros.sim import make_simulation, physics_substeps
 from pupper_ros.sim.simulation import tilt
 from training.config import TrainConfig, load_config
-from training.randomization import draw_dynamics, nominal_dynamics
+from training.randomization import draw_dynamics, nominal_dynamics, ranges_at
 from training.rewards import RewardInputs, total_reward
 
 CRITIC_EXTRA = 3 + 4 + 1 + 1 + 1  # base linear velocity, foot contacts, base height, friction, motor strength
@@ -31,6 +31,7 @@ class PupperEnv(gym.Env):
     def __init__(self, config: TrainConfig | None = None, render_mode: str | None = None, randomize: bool | None = None):
         self.config = config if config is not None else load_config()
         self.randomize = self.config.randomization.enabled if randomize is None else randomize
+        self.ranges = ranges_at(self.config.randomization, 0)  # what dynamics are drawn from (set_run_steps)
         self.render_mode = render_mode
         self.profile = load_robot_profile(self.config.robot)
         self.contract = CURRENT_CONTRACT
@@ -71,9 +72,13 @@ class PupperEnv(gym.Env):
         self.feet = None
 
     # --- randomization ---------------------------------------------------------------------------------------
+    def set_run_steps(self, run_steps: int) -> None:
+        """The run has taken ``run_steps`` env steps: draw from the ranges its curriculum has widened to by then."""
+        self.ranges = ranges_at(self.config.randomization, run_steps)
+
     def _randomize_dynamics(self) -> None:
         if self.randomize:
-            draw = draw_dynamics(self.config.randomization, self.profile, self.physics_dt, self.np_random, 1)
+            draw = draw_dynamics(self.ranges, self.profile, self.physics_dt, self.np_random, 1)
         else:
             draw = nominal_dynamics(self.profile, 1)
         sim = self.sim
@@ -188,7 +193,7 @@ class PupperEnv(gym.Env):
         return self.sim.contacts()
 
     def _maybe_push(self) -> None:
-        r = self.config.randomization
+        r = self.ranges
         if not self.randomize or r.push_velocity <= 0 or self.np_random.uniform() >= self.dt / r.push_interval_seconds:
             return
         kick = self.np_random.uniform(-r.push_velocity, r.push_velocity, 2)

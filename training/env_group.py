@@ -117,9 +117,13 @@ class EnvGroup:
         self.observations, self.critic_observations = obs, critic
         return obs, critic, rewards, dones, time_outs, finished, terms
 
-    def rollout(self, actor: ActorSnapshot, steps: int) -> Rollout:
-        """``steps`` steps of every environment with actions sampled from ``actor``, from where the last call left."""
+    def rollout(self, actor: ActorSnapshot, steps: int, run_steps: int | None = None) -> Rollout:
+        """``steps`` steps of every environment with actions sampled from ``actor``, from where the last call left;
+        ``run_steps``: the env steps the run has taken before this rollout (a randomization curriculum's clock)."""
         n = len(self.envs)
+        if run_steps is not None:
+            for env in self.envs:
+                env.set_run_steps(run_steps)
         obs, critic, actions, means, rewards, dones, time_outs = rollout_arrays(
             steps, n, self.observations.shape[1], self.critic_observations.shape[1], len(actor.action_std))
         finished, terms = [], {}

@@ -1,8 +1,10 @@
 """Domain randomization: the draw of each robot's dynamics from the config's ranges, for the one-robot environment
-and the batch alike (one source for both; each applies the draw to its own simulation)."""
+and the batch alike (one source for both; each applies the draw to its own simulation), and the ranges a curriculum
+has widened to after a number of the run's env steps."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,3 +50,20 @@ def nominal_dynamics(profile: RobotProfile, k: int) -> DynamicsDraw:
     return DynamicsDraw(np.full(k, NOMINAL_GROUND_FRICTION), np.ones(k), np.ones((k, j)), np.zeros((k, 3)),
                         np.full((k, 1), profile.kp), np.full((k, 1), profile.kd), np.ones((k, j)),
                         np.zeros(k, dtype=np.int64))
+
+
+def ranges_at(r: RandomizationConfig, run_steps: int) -> RandomizationConfig:
+    """The ranges robots are drawn from once the run has taken ``run_steps`` env steps (the config's curriculum:
+    ``start`` until ``widen_from_steps``, then linearly to the config's own values by ``widen_until_steps``)."""
+    if not r.start:
+        return r
+    span = r.widen_until_steps - r.widen_from_steps
+    done = 1.0 if run_steps >= r.widen_until_steps else max(0.0, (run_steps - r.widen_from_steps) / span) if span else 0.0
+    values = {}
+    for key, begin in r.start.items():
+        end = getattr(r, key)
+        if isinstance(end, tuple):
+            values[key] = tuple(b + done * (e - b) for b, e in zip(begin, end))
+        else:
+            values[key] = begin + done * (end - begin)
+    return dataclasses.replace(r, **values, start={})

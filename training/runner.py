@@ -24,8 +24,9 @@ from training.run_files import (CHECKPOINT_DIR, LATEST, PROGRESS_COLUMNS, PROGRE
                                 save_checkpoint)
 
 
-def training_iterations(alg, env, config: TrainConfig):
-    """Endless PPO iterations; yields (rollout, losses) after each update.
+def training_iterations(alg, env, config: TrainConfig, run_steps: int = 0):
+    """Endless PPO iterations from ``run_steps`` env steps into the run (a resumed run's; the clock of a
+    randomization curriculum, which each rollout is told); yields (rollout, losses) after each update.
 
     With ``ppo.overlap_update`` the environments (worker processes, or the batch's collector thread) collect rollout
     k+1 while the trainer updates on rollout k, acting with the actor from before that update (one update behind, as
@@ -36,18 +37,25 @@ def training_iterations(alg, env, config: TrainConfig):
 
     steps = config.ppo.steps_per_env
     overlap = config.ppo.overlap_update
-    env.start_rollout(take_snapshot(alg.actor), steps)
+    started = run_steps
+
+    def start():
+        nonlocal started
+        env.start_rollout(take_snapshot(alg.actor), steps, started)
+        started += config.envs * steps
+
+    start()
     try:
         while True:
             rollout = env.finish_rollout()
             if overlap:
-                env.start_rollout(take_snapshot(alg.actor), steps)
+                start()
                 torch.set_num_threads(1)  # collection has the other cores
                 losses = learn_from_rollout(alg, rollout)
             else:
                 torch.set_num_threads(os.cpu_count() or 1)  # collection waits: the update may use every core
                 losses = learn_from_rollout(alg, rollout)
-                env.start_rollout(take_snapshot(alg.actor), steps)
+                start()
             yield rollout, losses
     finally:
         torch.set_num_threads(1)
@@ -110,7 +118,7 @@ def train(config: TrainConfig, out: Path, resume: Path | None = None, quiet: boo
     checkpoint = out / CHECKPOINT_DIR / LATEST
     recent: collections.deque = collections.deque(maxlen=100)
     alg.train_mode()
-    iterations = training_iterations(alg, env, config)
+    iterations = training_iterations(alg, env, config, env_steps)
     try:
         while iteration < total_iterations:
             rollout, losses = next(iterations)

@@ -140,15 +140,16 @@ class PupperVecEnv(VecEnv):
         self._obs = observation_groups(obs, critic)
         return self._obs, rewards, torch.from_numpy(dones.astype(np.float32)), {"time_outs": time_outs}
 
-    def start_rollout(self, actor: ActorSnapshot, steps: int) -> None:
-        """Have every worker collect ``steps`` steps of its environments, acting with ``actor``; returns at once."""
+    def start_rollout(self, actor: ActorSnapshot, steps: int, run_steps: int | None = None) -> None:
+        """Have every worker collect ``steps`` steps of its environments, acting with ``actor``; returns at once.
+        ``run_steps``: the env steps the run has taken before this rollout (a randomization curriculum's clock)."""
         if self._rollout_pending:
             raise RuntimeError("a rollout is already being collected: finish_rollout() first")
         if self._local is not None:
-            self._local_rollout = self._local.rollout(actor, steps)
+            self._local_rollout = self._local.rollout(actor, steps, run_steps)
         else:
             for conn in self._conns:
-                conn.send(("rollout", (actor, steps)))
+                conn.send(("rollout", (actor, steps, run_steps)))
         self._rollout_pending = True
 
     def finish_rollout(self) -> Rollout:

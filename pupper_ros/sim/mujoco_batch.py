@@ -4,7 +4,7 @@ the GIL released) over the model ``mujoco_sim.build_model`` builds for one robot
 The same physics as ``MujocoSimulation``: the same model (URDF, armature, damping, friction loss, contacts), the same
 motor-board PD computed at every physics step from the targets and saturated at the torque limit, applied as joint
 forces, and the same centre-of-mass shift as a moment on the base. The PD is numpy over all robots between physics
-steps, so a batch of one steps exactly as the single simulation does (tests/test_mujoco_batch.py holds them together).
+steps, so a batch of one steps exactly as the single simulation does (tests/test_sim_batch.py holds them together).
 With ``implicit_pd`` the PD is the single simulation's implicit actuators, their gains per robot.
 Every state and randomization field is an array over robots: ``[robots, ...]``.
 """
