@@ -9,12 +9,15 @@ Prints each checkpoint's figures and the first that passes both, with the wall-c
 checkpoint by the trainer.
 
 Usage: python benchmarks/time_to_walk.py runs/NAME [--robot pupper_v3] [--stride 5] [--screen-episodes 3]
-       [--from-iteration K] [--follow]
+       [--from-iteration K] [--follow] [--reference-randomization]
        python benchmarks/time_to_walk.py --train RECIPE --seeds 1 2 3 --minutes M [--robot R] [--stride 5]
 
 With --train it trains the recipe once per seed (`pupper-train --config RECIPE --seed S --minutes M`, one after
 another, alone on the machine, into runs/ttw_<recipe>_s<S>), screens each run after it ends, and prints each seed's
 time to walk and the median (a seed that did not walk within M minutes counts as more than M).
+
+With --reference-randomization every screen and bar runs under the Pupper v3 reference ranges (`pupper-eval
+--reference-randomization`): the time to a policy that walks on the robots of the reference's spread.
 
 With --follow it also screens checkpoints the run writes while it trains, until none has come for --idle-minutes.
 Run it niced beside a training run (`nice -n 5`): the screen then yields to the trainer. At `nice -n 19` beside
@@ -113,7 +116,7 @@ def first_to_walk(args, run: Path) -> dict | None:
         policy = work / f"{checkpoint.stem}.onnx"
         export_checkpoint(checkpoint, policy)
         screen = evaluate(policy, work / checkpoint.stem, episodes=args.screen_episodes, seconds=10.0, robot=args.robot,
-                          engine="mujoco")
+                          engine="mujoco", reference_randomization=args.reference_randomization)
         gap = shortfall(screen)
         best = min(best, (gap, checkpoint), key=lambda b: b[0])
         print(f"{checkpoint.name}: {state['env_steps']:,} steps, {state['wall_clock'] / 60:.1f} min: screen {summary(screen)}, "
@@ -123,7 +126,7 @@ def first_to_walk(args, run: Path) -> dict | None:
         for engine, episodes, label in (("mujoco", 20, "full bar"), ("pybullet", args.screen_episodes, "screen"),
                                         ("pybullet", 20, "full bar")):
             result = evaluate(policy, work / f"{checkpoint.stem}_{engine}_{episodes}", episodes=episodes, seconds=10.0,
-                              robot=args.robot, engine=engine)
+                              robot=args.robot, engine=engine, reference_randomization=args.reference_randomization)
             print(f"  {label} in {engine}: {'PASSED' if result['bar']['passed'] else 'not met'}: {summary(result)}",
                   flush=True)
             if not result["bar"]["passed"]:
@@ -175,6 +178,8 @@ def main() -> int:
     parser.add_argument("--screen-episodes", type=int, default=3)
     parser.add_argument("--from-iteration", type=int, default=0)
     parser.add_argument("--follow", action="store_true", help="keep screening checkpoints the run writes")
+    parser.add_argument("--reference-randomization", action="store_true",
+                        help="every screen and bar under the Pupper v3 reference randomization (pupper-eval's flag)")
     parser.add_argument("--idle-minutes", type=float, default=5.0, help="with --follow: stop once the run has written no checkpoint for this long")
     args = parser.parse_args()
     if (args.run is None) == (args.train is None):
