@@ -137,6 +137,7 @@ def test_overlapped_batched_training_writes_its_checkpoints(tmp_path):
     assert len((tmp_path / "run" / "progress.csv").read_text().splitlines()) == 1 + 3
 
 
+@pytest.mark.slow  # starts worker processes
 def test_pybullet_batches_in_worker_processes_collect_and_a_lost_process_is_named_where_training_waits():
     """PyBullet's batch spread over worker processes (training/process_shards.py): a rollout of every robot, then
     a worker killed outright is reported by the next rollout, naming its shard and exit code, and close() returns."""

@@ -203,7 +203,7 @@ def test_robustness_evaluations_use_the_reference_ranges_and_a_fixed_latency():
     assert v2.robot == "pupper_v2" and v2.env.engine == "mujoco" and v2.env.physics_dt == 0.0  # the profile's step
 
 
-@pytest.mark.parametrize("engine", ["mujoco", "pybullet"])
+@pytest.mark.parametrize("engine", ["mujoco", pytest.param("pybullet", marks=pytest.mark.slow)])  # worker processes
 def test_a_batched_run_writes_the_same_kind_of_run_and_exports(tmp_path, profile, engine):
     """`pupper-train --engine E --batched` trains on the batched environment (training/batch_env.py; MuJoCo's batch on
     the trainer's thread, PyBullet's in worker processes): the run directory, the progress log (with its count of
