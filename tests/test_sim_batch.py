@@ -7,7 +7,7 @@ import pytest
 
 from pupper_ros.robot_profile import load_robot_profile
 from pupper_ros.sim import EngineError, make_batch, make_simulation
-from pupper_ros.sim.batch_size import BatchError
+from pupper_ros.sim.robot_batch import BatchError
 
 ROBOTS = ("pupper_v3", "pupper_v2")
 CONTROL_PERIOD = 0.02

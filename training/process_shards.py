@@ -57,7 +57,7 @@ class ProcessShards(BatchShards):
         process, conn = self._handles[index]
         try:
             conn.send(("close", ()))
-        except (BrokenPipeError, OSError):
+        except OSError:  # BrokenPipeError: already gone
             pass
         process.join(timeout=5.0)
         if process.is_alive():

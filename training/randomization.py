@@ -57,8 +57,12 @@ def ranges_at(r: RandomizationConfig, run_steps: int) -> RandomizationConfig:
     ``start`` until ``widen_from_steps``, then linearly to the config's own values by ``widen_until_steps``)."""
     if not r.start:
         return r
-    span = r.widen_until_steps - r.widen_from_steps
-    done = 1.0 if run_steps >= r.widen_until_steps else max(0.0, (run_steps - r.widen_from_steps) / span) if span else 0.0
+    if run_steps >= r.widen_until_steps:
+        done = 1.0
+    elif run_steps <= r.widen_from_steps:
+        done = 0.0
+    else:
+        done = (run_steps - r.widen_from_steps) / (r.widen_until_steps - r.widen_from_steps)
     values = {}
     for key, begin in r.start.items():
         end = getattr(r, key)

@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, _interrupt)
     out = args.out or (resume.parent.parent if resume else Path("runs") / dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
     print(f"pupper-train: {config.envs} envs, {config.steps:,} steps, seed {config.seed}, run {out}")
-    from pupper_ros.sim.batch_size import BatchError
+    from pupper_ros.sim.robot_batch import BatchError
 
     refusals: tuple = (BatchError,)
     if ray is not None:

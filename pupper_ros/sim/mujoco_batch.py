@@ -15,27 +15,25 @@ import numpy as np
 
 from pupper_ros.robot_profile import RobotProfile
 from pupper_ros.rotations import rotate, world_z_of_body_axes
-from pupper_ros.sim.batch_size import check_batch_size
 from pupper_ros.sim.mujoco_sim import BASE_GEOM, GROUND, build_model, set_implicit_pd
+from pupper_ros.sim.robot_batch import RobotBatch
 from pupper_ros.sim.simulation import GRAVITY
 
 import mujoco  # noqa: E402  (after mujoco_sim, which sets the headless GL backend)
 import mujoco.batch  # noqa: E402
 
-# Bytes of memory one robot takes: 227 KB measured for the batch's MjData and the training environment's arrays
-# (resident memory of 2,048 robots against 64, 2026-12-06), plus PPO's rollout storage of 24 steps.
-BYTES_PER_ROBOT_ESTIMATE = 250_000
 
-class MujocoBatch:
+class MujocoBatch(RobotBatch):
     engine = "mujoco"
+    # Bytes of memory one robot takes: 227 KB measured for the batch's MjData and the training environment's arrays
+    # (resident memory of 2,048 robots against 64, 2026-12-06), plus PPO's rollout storage of 24 steps.
+    BYTES_PER_ROBOT = 250_000
 
     def __init__(self, profile: RobotProfile, robots: int, *, physics_dt: float | None = None, threads: int = 0,
                  implicit_pd: bool = False):
         from pupper_ros.sim import default_physics_dt
 
-        check_batch_size(robots, BYTES_PER_ROBOT_ESTIMATE)
-        self.profile = profile
-        self.robots = robots
+        super().__init__(profile, robots)
         self.physics_dt = physics_dt or default_physics_dt(profile, self.engine, implicit_pd)
         self.implicit_pd = implicit_pd
         self.model = model = build_model(profile, self.physics_dt, implicit_pd)
@@ -44,13 +42,6 @@ class MujocoBatch:
             self._actuators = np.array([model.actuator(f"pd_{j}").id for j in profile.joints])
             self._gain, self._bias = self.batch.expand("actuator_gainprm"), self.batch.expand("actuator_biasprm")
             self._ctrl, self._actuator_force = self.batch.bind("ctrl"), self.batch.bind("actuator_force")
-        n = profile.num_joints
-        self.kp = np.full((robots, n), profile.kp)
-        self.kd = np.full((robots, n), profile.kd)
-        self.motor_strength = np.ones((robots, n))
-        self.base_com_shift = np.zeros((robots, 3))  # body frame, as Simulation.base_com_shift
-        self.targets = np.tile(profile.default_pose, (robots, 1))
-        self.torque = np.zeros((robots, n))
         self.base_body = model.body(profile.base_link).id
         free = model.joint("base_free")
         self._free_qpos, self._free_dof = int(free.qposadr[0]), int(free.dofadr[0])

@@ -5,7 +5,8 @@ either engine.
 Each robot is a ``PyBulletSimulation`` in a world of its own: the single simulation's physics by construction (rotors,
 friction motors, PD at every physics step, the centre-of-mass moment). Several robots in one world would not step
 faster: stepping the physics is 96 % of a robot's physics step here (2026-12-07, docs/performance.md), and Bullet's
-solver cost grows with the robots either way; one world would also share one ground, whose friction is per robot. It would take less memory (a world is 36 MB).
+solver cost grows with the robots either way; one world would also share one ground, whose friction is per robot.
+It would take less memory (a world is 36 MB).
 PyBullet steps in the calling thread holding the GIL; training spreads PyBullet batches over worker processes.
 """
 
@@ -14,23 +15,20 @@ from __future__ import annotations
 import numpy as np
 
 from pupper_ros.robot_profile import RobotProfile
-from pupper_ros.sim.batch_size import check_batch_size
 from pupper_ros.sim.pybullet_sim import PyBulletSimulation
-
-# Bytes of memory one robot takes: a PyBullet world of its own, 36 MB measured (resident memory of 65 worlds against
-# one, 2026-12-07), as each per-robot environment has today.
-BYTES_PER_ROBOT_ESTIMATE = 40_000_000
+from pupper_ros.sim.robot_batch import RobotBatch
 
 
-class PyBulletBatch:
+class PyBulletBatch(RobotBatch):
     engine = "pybullet"
+    # Bytes of memory one robot takes: a PyBullet world of its own, 36 MB measured (resident memory of 65 worlds
+    # against one, 2026-12-07), as each per-robot environment has today.
+    BYTES_PER_ROBOT = 40_000_000
 
     def __init__(self, profile: RobotProfile, robots: int, *, physics_dt: float | None = None):
         from pupper_ros.sim import default_physics_dt
 
-        check_batch_size(robots, BYTES_PER_ROBOT_ESTIMATE)
-        self.profile = profile
-        self.robots = robots
+        super().__init__(profile, robots)
         self.physics_dt = physics_dt or default_physics_dt(profile, self.engine)
         self.simulations: list[PyBulletSimulation] = []
         try:
@@ -39,13 +37,6 @@ class PyBulletBatch:
         except BaseException:
             self.close()
             raise
-        n = profile.num_joints
-        self.kp = np.full((robots, n), profile.kp)
-        self.kd = np.full((robots, n), profile.kd)
-        self.motor_strength = np.ones((robots, n))
-        self.base_com_shift = np.zeros((robots, 3))  # body frame, as Simulation.base_com_shift
-        self.targets = np.tile(profile.default_pose, (robots, 1))
-        self.torque = np.zeros((robots, n))
         self.foot_radius = self.simulations[0].foot_radius
         self.reset(np.arange(robots))
 
