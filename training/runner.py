@@ -141,6 +141,7 @@ def train(config: TrainConfig, out: Path, resume: Path | None = None, quiet: boo
                 writer.add_scalar("episode/length", mean_length, env_steps)
                 writer.add_scalar("episode/fall_share", fall_share, env_steps)
             writer.add_scalar("policy/action_std", float(alg.get_policy().output_std.detach().mean()), env_steps)
+            writer.add_scalar("policy/learning_rate", alg.learning_rate, env_steps)  # the adaptive schedule's
             bar.update(steps_per_iteration)
             bar.set_postfix_str(f"it {iteration}/{total_iterations} return {mean_return:6.2f} len {mean_length:5.0f} falls {fall_share:4.2f}")
 
