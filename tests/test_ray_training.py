@@ -1,4 +1,4 @@
-"""`pupper-train --ray`: MuJoCo batches as Ray actors on a real Ray cluster of two nodes on this machine
+"""`pupper-train --ray`: batches of robots (MuJoCo's, PyBullet's) as Ray actors on a real Ray cluster of two nodes on this machine
 (``ray.cluster_utils.Cluster``: a head and a worker node, each its own raylet and object store; no network beyond
 loopback). A run through Ray leaves the same run directory as a local one and resumes either way; an actor lost with
 its node is replaced and the run goes on; the refusals name what was wrong."""
@@ -49,11 +49,9 @@ def test_ray_without_ray_installed_is_refused_naming_the_extra(tmp_path, monkeyp
     assert not (tmp_path / "run").exists()
 
 
-def test_ray_actors_without_ray_and_ray_with_pybullet_are_refused(tmp_path, capsys):
+def test_ray_actors_without_ray_are_refused(tmp_path, capsys):
     assert train_main(["--ray-actors", "2", "--out", str(tmp_path / "run")]) == 2
     assert "--ray-actors needs --ray" in capsys.readouterr().err
-    assert train_main(["--ray", "--out", str(tmp_path / "run")]) == 2  # the default recipe trains in PyBullet
-    assert "--ray runs MuJoCo batches on the actors; this config trains in pybullet" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
 
@@ -73,9 +71,9 @@ def cluster():
     cluster.shutdown()
 
 
-def _train_through_ray(address, run, recipe, iterations, resume=False):
+def _train_through_ray(address, run, recipe, iterations, resume=False, engine="mujoco"):
     command = [sys.executable, "-m", "training.train", "--config", str(recipe), "--envs", str(ROBOTS), "--steps",
-               _steps(iterations), "--ray", address, "--ray-actors", "2", "--quiet"]
+               _steps(iterations), "--ray", address, "--ray-actors", "2", "--engine", engine, "--quiet"]
     command += ["--resume", str(run)] if resume else ["--out", str(run)]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -104,6 +102,22 @@ def test_a_run_through_ray_is_a_local_run_and_resumes_either_way(cluster, tmp_pa
         state = torch.load(run / "checkpoints" / "latest.pt", weights_only=False)
         assert (state["iteration"], state["env_steps"]) == (6, ROBOTS * STEPS_PER_ENV * 6)
         assert [row["iteration"] for row in _progress(run)] == [str(i) for i in range(1, 7)]
+
+
+@pytest.mark.slow  # a Ray cluster, trains
+def test_pybullet_batches_train_through_ray(cluster, tmp_path):
+    """The project's default engine on the actors (4 robots each, each robot a PyBullet world of its own): the run
+    logs and checkpoints every iteration as a local run does, with no rollout lost."""
+    ray_cluster, _ = cluster
+    run = tmp_path / "pybullet"
+    proc = _train_through_ray(ray_cluster.address, run, _recipe(tmp_path), 2, engine="pybullet")
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err
+    assert yaml.safe_load((run / "config.yaml").read_text())["env"]["engine"] == "pybullet"
+    assert [(row["iteration"], row["env_steps"], row["lost_rollouts"]) for row in _progress(run)] == [
+        (str(i), _steps(i), "0") for i in (1, 2)]
+    state = torch.load(run / "checkpoints" / "latest.pt", weights_only=False)
+    assert (state["iteration"], state["env_steps"]) == (2, ROBOTS * STEPS_PER_ENV * 2)
 
 
 @pytest.mark.slow  # a Ray cluster, trains

@@ -19,6 +19,10 @@ class ProcessShards(BatchShards):
     """``config.envs`` robots in ``workers`` worker processes (0: one per core), one batch each."""
 
     def __init__(self, config: TrainConfig, workers: int = 0):
+        from pupper_ros.sim import batch_class
+        from pupper_ros.sim.robot_batch import check_batch_size
+
+        check_batch_size(config.envs, batch_class(config.env.engine).BYTES_PER_ROBOT)  # all on this machine
         self._context = mp.get_context("spawn")  # workers start clean: no torch state forked from the trainer
         super().__init__(config, min(config.envs, workers or os.cpu_count() or 1))
 

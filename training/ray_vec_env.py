@@ -1,5 +1,5 @@
 """Batched environments as Ray actors (``pupper-train --ray [ADDRESS]``): the robots spread over actors across a
-cluster, each stepping its own MuJoCo batch (``BatchCollector``) and returning whole rollouts; the learner stays in
+cluster, each stepping its own batch in the config's engine (``BatchCollector``) and returning whole rollouts; the learner stays in
 the driver, on CUDA when the driver has it.
 
 An actor that dies (its node lost, its process killed) is replaced, and the replacement collects its share of the
@@ -55,7 +55,7 @@ class RayVecEnv(BatchShards):
     def __init__(self, config: TrainConfig, settings: RaySettings):
         ray = self._ray = import_ray()
         if not config.env.batched:
-            raise RayUnavailable("the Ray actors run MuJoCo batches: the config needs env.batched (and env.engine mujoco)")
+            raise RayUnavailable("the Ray actors run batches of robots: the config needs env.batched")
         self._started_ray = False
         if not ray.is_initialized():
             # Ray's core takes SIGTERM for itself on init (it logs and exits 15); the trainer's handlers, which
@@ -89,7 +89,7 @@ class RayVecEnv(BatchShards):
         super().__init__(config, actors)
 
     def _launch(self, index: int, config: TrainConfig):
-        return self._remote.options(scheduling_strategy="SPREAD").remote(config, None, 1)  # one MuJoCo thread
+        return self._remote.options(scheduling_strategy="SPREAD").remote(config, None, 1)  # one thread (MuJoCo's; PyBullet has one)
 
     def _call(self, index: int, method: str, *args):
         return getattr(self._handles[index], method).remote(*args)

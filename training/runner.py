@@ -2,8 +2,8 @@
 stop (the configured steps, ``--minutes``, Ctrl-C or SIGTERM, each with a checkpoint).
 
 Collection is the environments' own (``start_rollout`` / ``finish_rollout``): worker processes for the one-robot
-environments, a collector thread for the MuJoCo batch, MuJoCo batches in Ray actors with ``--ray``. With ``ppo.overlap_update`` the next rollout is collected
-while the update runs.
+environments, a collector thread for the MuJoCo batch, worker processes for PyBullet batches, batches in Ray actors with
+``--ray``. With ``ppo.overlap_update`` the next rollout is collected while the update runs.
 """
 
 from __future__ import annotations
@@ -62,16 +62,18 @@ def training_iterations(alg, env, config: TrainConfig, run_steps: int = 0):
 
 
 def make_env(config: TrainConfig, ray=None):
-    """With ``ray`` (``RaySettings``): MuJoCo batches in Ray actors. ``env.batched``: every robot in one MuJoCo batch
-    in this process. Otherwise environments in worker processes."""
+    """With ``ray`` (``RaySettings``): batches of the config's engine in Ray actors. ``env.batched``: the robots as
+    batches in ``batch_processes`` worker processes, or, for MuJoCo in lockstep, one batch in this process.
+    Otherwise one environment per robot, in worker processes."""
     if ray is not None:
         from training.ray_vec_env import RayVecEnv
 
         return RayVecEnv(config, ray)
-    if config.env.batched and config.env.engine == "pybullet" and config.workers != 1:
+    processes = batch_processes(config)
+    if processes:
         from training.process_shards import ProcessShards
 
-        return ProcessShards(config, config.workers)
+        return ProcessShards(config, processes)
     if config.env.batched:
         from training.batch_vec_env import BatchVecEnv
 
@@ -79,6 +81,22 @@ def make_env(config: TrainConfig, ray=None):
     from training.vec_env import PupperVecEnv
 
     return PupperVecEnv(config)
+
+
+def batch_processes(config: TrainConfig) -> int:
+    """How many worker processes a batched run's robots are collected in; 0: on a thread of the trainer's process.
+
+    MuJoCo in lockstep stays in the trainer's process, stepping on every core while the update waits. Overlapped with
+    the update, a batch on a thread would hold the GIL for its Python (observations, rewards, resets) while the update
+    wants it for torch's: in one worker process of its own (one MuJoCo thread, the update on the other core) the loop
+    ran 1.33x the iterations per second on 2 cores (docs/performance.md). PyBullet steps in Python, one robot after
+    the other: one process per core (``workers``, 0 for one per core).
+    """
+    if not config.env.batched:
+        return 0
+    if config.env.engine == "pybullet":
+        return config.workers or os.cpu_count() or 1
+    return (config.workers or 1) if config.ppo.overlap_update else 0
 
 
 def train(config: TrainConfig, out: Path, resume: Path | None = None, quiet: bool = False,

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
                              "batch steps in C on the trainer's thread, PyBullet's in worker processes")
     parser.add_argument("--minutes", type=float, help="stop after this many minutes of wall clock, with a checkpoint")
     parser.add_argument("--ray", nargs="?", const=LOCAL_RAY, metavar="ADDRESS",
-                        help="collect on MuJoCo batches in Ray actors (extra pupper_ros[ray]): 'auto' joins the running "
+                        help="collect on batches of the config's engine in Ray actors (extra pupper_ros[ray]): 'auto' joins the running "
                              "cluster, an address joins that one, none starts Ray on this machine; sets env.batched")
     parser.add_argument("--ray-actors", type=int, metavar="N", help="with --ray: this many actors (default one per CPU)")
     args = parser.parse_args(argv)
@@ -75,9 +75,6 @@ def main(argv: list[str] | None = None) -> int:
                 config_path = resume.parent.parent / "config.yaml"
         config = load_config(config_path, overrides)
         if ray is not None:
-            if config.env.engine != "mujoco":
-                raise ConfigError(f"--ray runs MuJoCo batches on the actors; this config trains in {config.env.engine} "
-                                  "(add --engine mujoco, or take a MuJoCo recipe)")
             config.env.batched = True
         check_engine(config.env.engine)
     except (ConfigError, EngineError, FileNotFoundError) as exc:

@@ -78,13 +78,18 @@ def make_simulation(profile: RobotProfile, engine: str = DEFAULT_ENGINE, **optio
     return getattr(importlib.import_module(module), cls)(profile, **options)
 
 
+def batch_class(engine: str):
+    """The class of ``engine``'s batch of robots (a ``RobotBatch``)."""
+    check_engine(engine)
+    module, cls = BATCHES[engine]
+    return getattr(importlib.import_module(module), cls)
+
+
 def make_batch(profile: RobotProfile, engine: str, robots: int, *, physics_dt: float | None = None, threads: int = 0,
                implicit_pd: bool = False):
     """``robots`` simulated Puppers of ``profile`` in ``engine`` as arrays. ``threads`` (0: every core) and
     ``implicit_pd`` are MuJoCo's; PyBullet steps its robots one after the other in the calling thread."""
-    check_engine(engine)
-    module, cls = BATCHES[engine]
-    batch = getattr(importlib.import_module(module), cls)
+    batch = batch_class(engine)
     if engine == "mujoco":
         return batch(profile, robots, physics_dt=physics_dt, threads=threads, implicit_pd=implicit_pd)
     if implicit_pd:
