@@ -19,7 +19,8 @@ Usage: python benchmarks/training_throughput.py [--seconds S] [--rounds R] [--ba
 
 --batch measures the batched path side by side: one MuJoCo robot's physics on one core, the physics ceiling of
 Pupper v3 robots in one MuJoCo batch (pupper_ros/sim/mujoco_batch.py) on all cores, the batched environment and the
-batched training loop (training/recipes/pupper_v3_walk_mujoco_batch.yaml) as fractions of it, and the loop against the worker loop.
+batched training loop (training/recipes/pupper_v3_walk_mujoco_batch.yaml) as fractions of it, that loop against the
+same loop with the batch on the trainer's thread (where it ran until 2026-12-07), and against the worker loop.
 
 --pybullet-batch measures PyBullet behind the batch interface (pupper_ros/sim/pybullet_batch.py): one robot's
 physics, the batch's physics and the batched environment on one core, and the default config's training loop with
@@ -223,17 +224,20 @@ def batched_env_rate(seconds: float, robots: int, robot: str = "pupper_v3", impl
     return rate
 
 
-def batched_loop_rate(seconds: float, config_path: Path | None, overrides: dict | None = None) -> tuple[float, float]:
+def batched_loop_rate(seconds: float, config_path: Path | None, overrides: dict | None = None,
+                      on_thread: bool = False) -> tuple[float, float]:
     """The whole batched training loop (collection and PPO update) with a recipe, env steps/s and peak memory of the
-    trainer and its worker processes, if any."""
+    trainer and its worker processes, if any. ``on_thread``: the batch on a thread of the trainer's process whatever
+    training would choose (``training.runner.batch_processes``)."""
     import torch
 
+    from training.batch_vec_env import BatchVecEnv
     from training.config import load_config
     from training.ppo_adapter import build_algorithm
     from training.runner import make_env, training_iterations
 
     config = load_config(config_path, overrides)
-    env = make_env(config)
+    env = BatchVecEnv(config) if on_thread else make_env(config)
     alg = build_algorithm(config, env)
     alg.train_mode()
     rate = iteration_rate(seconds, training_iterations(alg, env, config), config)
@@ -315,7 +319,7 @@ def collection_costs_of_one_actor(seconds: float, config_path: Path) -> dict[str
 
 def batched_costs(seconds: float, config_path: Path) -> tuple[float, float]:
     """Microseconds per sample of the batched recipe's two halves, each alone: collecting a rollout (physics,
-    environment and the numpy actor, on the collector thread as training runs it) and the PPO update on one
+    environment and the numpy actor, where training collects it) and the PPO update on one
     (rsl-rl-lib, mirrored mini-batches, every core)."""
     import torch
 
@@ -448,7 +452,8 @@ def mujoco_recipe() -> Path:
 
 def physics_ceiling(args) -> int:
     """The batch, side by side per round: one MuJoCo robot's physics (one core, as one environment has it), the
-    batch's physics on all cores, the batched environment, the batched training loop, and today's worker loop in
+    batch's physics on all cores, the batched environment, the batched training loop (and the same with the batch on
+    the trainer's thread), and today's worker loop in
     MuJoCo (the per-robot environments in worker processes, update overlapped) for comparison."""
     from pupper_ros.contract import CURRENT_CONTRACT
     from training.config import load_config
@@ -462,6 +467,7 @@ def physics_ceiling(args) -> int:
             figures[size] = batch_physics_rate(args.seconds, size)
         figures["env"] = batched_env_rate(args.seconds, robots)
         figures["loop"], peak = batched_loop_rate(args.seconds, mujoco_recipe())
+        figures["loop_thread"], _ = batched_loop_rate(args.seconds, mujoco_recipe(), on_thread=True)
         figures["collect_us"], figures["update_us"] = batched_costs(args.seconds, mujoco_recipe())
         memory = max(memory, peak)
         figures["workers"], _ = training_loop_rate(args.seconds, {"env": {"engine": "mujoco"}, "ppo": {"overlap_update": True}})
@@ -483,6 +489,8 @@ def physics_ceiling(args) -> int:
           f"{against('env', robots)} of the {robots}-robot ceiling")
     print(f"batched training loop ({mujoco_recipe().name}):      {median('loop'):8.0f} env steps/s = "
           f"{against('loop', robots)} of the ceiling, {against('loop', 'workers')} the worker loop")
+    print(f"the same loop with the batch on the trainer's thread:  {median('loop_thread'):8.0f} env steps/s; the worker "
+          f"process's loop {against('loop', 'loop_thread')} this")
     print(f"batched recipe, each half alone: collection {median('collect_us'):.0f} us per sample, PPO update "
           f"{median('update_us'):.0f} us per sample")
     print(f"worker loop in MuJoCo (32 envs, update overlapped):    {median('workers'):8.0f} env steps/s")
@@ -494,7 +502,7 @@ def pybullet_batch_figures(args) -> int:
     """PyBullet behind the batch interface, side by side per round: one robot's physics (one core), a batch of the
     default config's robots standing (one core), the batched environment, one per-robot environment, and the default
     config's training loop three ways: the batch in worker processes (``env.batched``), the batch on the trainer's
-    collector thread (``workers: 1``), and today's per-robot environments in worker processes."""
+    collector thread, and today's per-robot environments in worker processes."""
     from pupper_ros.contract import CURRENT_CONTRACT
     from training.config import load_config
 
@@ -507,7 +515,7 @@ def pybullet_batch_figures(args) -> int:
         figures["env"] = batched_env_rate(args.seconds, robots, engine="pybullet")
         figures["one env"], _ = single_env_rate(args.seconds, "pybullet")
         figures["loop"], peak = batched_loop_rate(args.seconds, None, batched)
-        figures["thread"], _ = batched_loop_rate(args.seconds, None, batched | {"workers": 1})
+        figures["thread"], _ = batched_loop_rate(args.seconds, None, batched, on_thread=True)
         figures["workers"], _ = training_loop_rate(args.seconds)
         memory = max(memory, peak)
         rounds.append(figures)

@@ -124,7 +124,7 @@ def test_a_failure_on_the_collector_thread_is_raised_where_training_waits_for_th
 
 @pytest.mark.slow  # trains
 def test_overlapped_batched_training_writes_its_checkpoints(tmp_path):
-    """With ``ppo.overlap_update`` the batch collects rollout k+1 on its thread while PPO updates on rollout k."""
+    """With ``ppo.overlap_update`` the batch collects rollout k+1 in its worker process while PPO updates on rollout k."""
     import torch
 
     from training.runner import train

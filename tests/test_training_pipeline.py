@@ -1,5 +1,6 @@
 """A few real PPO iterations on a tiny config, then export and load: the whole retrain-export-deploy path."""
 
+import os
 import subprocess
 import sys
 
@@ -233,11 +234,35 @@ def test_minutes_stops_the_run_with_a_checkpoint_and_says_how_far_it_got(tmp_pat
     assert train_main(["--minutes", "0"]) == 2
 
 
-def test_more_robots_than_memory_holds_are_refused_before_anything_is_allocated(tmp_path, capsys):
-    assert train_main(["--engine", "mujoco", "--batched", "--envs", "10000000", "--out", str(tmp_path / "run"),
-                       "--quiet"]) == 2
+@pytest.mark.parametrize("recipe", [None, "pupper_v3_walk_mujoco_batch.yaml"])  # a batch here; in a worker process
+def test_more_robots_than_memory_holds_are_refused_before_anything_is_allocated(tmp_path, capsys, recipe):
+    import multiprocessing
+
+    from training.config import RECIPES
+
+    config = ["--config", str(RECIPES / recipe)] if recipe else []
+    assert train_main(config + ["--engine", "mujoco", "--batched", "--envs", "10000000", "--out", str(tmp_path / "run"),
+                                "--quiet"]) == 2
     assert "10000000 robots need about 2500.0 GB" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+    assert not multiprocessing.active_children()
+
+
+@pytest.mark.parametrize("engine, overlap, workers, processes", [
+    ("mujoco", False, 0, 0),  # lockstep: the batch on the trainer's thread, on every core
+    ("mujoco", True, 0, 1),  # overlapped: one worker process, off the trainer's GIL
+    ("mujoco", True, 3, 3),
+    ("pybullet", False, 0, os.cpu_count()),  # PyBullet steps in Python: a process per core
+    ("pybullet", True, 1, 1),
+])
+def test_where_a_batched_run_collects(engine, overlap, workers, processes):
+    from training.runner import batch_processes
+
+    config = load_config(overrides={"workers": workers, "env": {"engine": engine, "batched": True},
+                                    "ppo": {"overlap_update": overlap}})
+    assert batch_processes(config) == processes
+    config.env.batched = False
+    assert batch_processes(config) == 0  # one environment per robot: the worker path, not batches
 
 
 def _tiny_config(tmp_path):

@@ -203,7 +203,7 @@ class TrainConfig:
     robot: str = "pupper_v3"
     seed: int = 1
     envs: int = 32
-    workers: int = 0  # processes stepping the environments; 0 = one per core
+    workers: int = 0  # processes stepping the environments; 0 = one per core (a MuJoCo batch: one)
     steps: int = 20_000_000  # environment steps in total
     save_every: int = 50  # iterations between checkpoints
     env: EnvConfig = field(default_factory=EnvConfig)

@@ -1,6 +1,6 @@
 """rsl-rl-lib's PPO as this project uses it: its configuration from ours, the algorithm built on an environment, and
 its rollout storage filled from a rollout the environments collected on their own (worker processes or the batch's
-collector thread), acting with a numpy snapshot of the actor.
+collector thread, Ray actors), acting with a numpy snapshot of the actor.
 """
 
 from __future__ import annotations

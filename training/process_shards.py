@@ -1,7 +1,8 @@
 """The robots of a batched run split over worker processes of this machine, each a ``BatchCollector`` of its own
-(``BatchShards`` over pipes). PyBullet's batch steps its robots in the calling thread holding the GIL, so a PyBullet
-batch on the trainer's collector thread would take turns with the PPO update; in processes of their own the batches
-use every core while the update runs (docs/performance.md measures both).
+(``BatchShards`` over pipes). A batch on the trainer's collector thread takes turns with the PPO update for the GIL:
+PyBullet's steps its robots in Python, and MuJoCo's, though its physics releases the GIL, runs its observations,
+rewards and resets in Python. In processes of their own the batches collect while the update runs
+(``training.runner.batch_processes`` says how many; docs/performance.md measures both ways).
 """
 
 from __future__ import annotations

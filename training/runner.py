@@ -2,8 +2,8 @@
 stop (the configured steps, ``--minutes``, Ctrl-C or SIGTERM, each with a checkpoint).
 
 Collection is the environments' own (``start_rollout`` / ``finish_rollout``): worker processes for the one-robot
-environments, a collector thread for the MuJoCo batch, worker processes for PyBullet batches, batches in Ray actors with
-``--ray``. With ``ppo.overlap_update`` the next rollout is collected while the update runs.
+environments, worker processes for batches (``batch_processes``; MuJoCo in lockstep on a collector thread), batches in
+Ray actors with ``--ray``. With ``ppo.overlap_update`` the next rollout is collected while the update runs.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def training_iterations(alg, env, config: TrainConfig, run_steps: int = 0):
     """Endless PPO iterations from ``run_steps`` env steps into the run (a resumed run's; the clock of a
     randomization curriculum, which each rollout is told); yields (rollout, losses) after each update.
 
-    With ``ppo.overlap_update`` the environments (worker processes, or the batch's collector thread) collect rollout
+    With ``ppo.overlap_update`` the environments (worker processes, Ray actors) collect rollout
     k+1 while the trainer updates on rollout k, acting with the actor from before that update (one update behind, as
     in asynchronous PPO): the cores are kept busy instead of taking turns. Otherwise collection waits for the update,
     which then uses every core.

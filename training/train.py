@@ -35,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--engine", choices=("pybullet", "mujoco"), help="physics engine (overrides env.engine)")
     parser.add_argument("--batched", action="store_true",
-                        help="every robot's environment as arrays over a batch of robots (sets env.batched): MuJoCo's "
-                             "batch steps in C on the trainer's thread, PyBullet's in worker processes")
+                        help="every robot's environment as arrays over a batch of robots (sets env.batched), collected "
+                             "in worker processes (MuJoCo's in lockstep on the trainer's thread)")
     parser.add_argument("--minutes", type=float, help="stop after this many minutes of wall clock, with a checkpoint")
     parser.add_argument("--ray", nargs="?", const=LOCAL_RAY, metavar="ADDRESS",
                         help="collect on batches of the config's engine in Ray actors (extra pupper_ros[ray]): 'auto' joins the running "
