@@ -187,6 +187,26 @@ def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
         load_config(overrides={"env": {"implicit_pd": True}})  # the default engine is PyBullet
 
 
+def test_a_recipe_extends_another_and_overrides_it(tmp_path):
+    """`extends: FILE` loads that recipe first (relative to the extending file); the extending file's keys win. A
+    missing base and recipes that extend each other in a circle are refused naming the files."""
+    from training.config import RECIPES
+
+    batch = load_config(RECIPES / "pupper_v3_walk_mujoco_batch.yaml")
+    reference = load_config(RECIPES / "pupper_v3_walk_mujoco_batch_reference.yaml")
+    assert reference.randomization != batch.randomization and reference.randomization.start
+    reference.randomization = batch.randomization
+    assert reference.to_dict() == batch.to_dict()  # everything else is the batched recipe's
+
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ConfigError, match=r"extend each other in a circle: .*a\.yaml -> .*b\.yaml -> .*a\.yaml"):
+        load_config(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("extends: gone.yaml\n")
+    with pytest.raises(ConfigError, match=r"config file not found: .*gone\.yaml \(extended by .*c\.yaml\)"):
+        load_config(tmp_path / "c.yaml")
+
+
 def test_pupper_eval_refuses_the_implicit_pd_outside_mujoco(capsys):
     from pupper_ros import resources
     from training.evaluate import main as eval_main

@@ -272,15 +272,27 @@ def _merge(target, values: dict, path: str) -> None:
                 raise ConfigError(f"{where} must be {expected.__name__}, got {value!r}") from exc
 
 
+def _recipe_layers(path: Path, seen: tuple = ()) -> list[dict]:
+    """The mappings a recipe file stands for, base first: a recipe may start from another with ``extends: FILE``
+    (relative to its own directory), which it then overrides key by key."""
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}" + (f" (extended by {seen[-1]})" if seen else ""))
+    if path.resolve() in seen:
+        raise ConfigError(f"config files extend each other in a circle: {' -> '.join(str(p) for p in seen + (path,))}")
+    values = yaml.safe_load(path.read_text()) or {}
+    base = values.pop("extends", None) if isinstance(values, dict) else None
+    if base is None:
+        return [values]
+    return _recipe_layers(path.parent / str(base), seen + (path.resolve(),)) + [values]
+
+
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """The default config, then the file at ``path``, then ``overrides``; validated."""
+    """The default config, then the file at ``path`` (after any recipe it extends), then ``overrides``; validated."""
     config = TrainConfig()
     _merge(config, yaml.safe_load(DEFAULT_CONFIG.read_text()) or {}, "")
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        _merge(config, yaml.safe_load(path.read_text()) or {}, "")
+        for values in _recipe_layers(Path(path)):
+            _merge(config, values, "")
     if overrides:
         _merge(config, overrides, "")
     return config.validate()
