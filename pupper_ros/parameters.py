@@ -63,6 +63,8 @@ PARAMETERS = (
     Param("kd_controller", "forward_kd_controller", "ros2_control backend: forward controller of joint kd"),
     Param("activate_controllers", False, "ros2_control backend: at configure, ask controller_manager to activate the "
           "three forward controllers and deactivate neural_controller (needs controller_manager_msgs)"),
+    Param("controller_manager_timeout", 5.0, "ros2_control backend: s configure waits for each answer of "
+          "controller_manager and the controllers, and for the first joint states and IMU message", 0.5, 120.0),
     Param("record_log", "", "flight recorder: MCAP file every control tick is written to (extra 'record'); empty = off"),
     Param("sim_engine", "pybullet", "sim backend: physics engine, 'pybullet' or 'mujoco' (extra 'mujoco')",
           choices=("pybullet", "mujoco")),

@@ -104,6 +104,16 @@ def test_no_controller_manager_fails_configure_with_what_to_check(profile):
         rclpy.shutdown(context=context)
 
 
+def test_the_daemons_controller_manager_timeout_reaches_the_backend():
+    """pupper-walk's controller_manager_timeout is how long configure waits for the robot's stack; with none there,
+    configure fails after it, naming it."""
+    result = subprocess.run([sys.executable, "-m", "pupper_ros.ros.walk", "--backend", "ros2_control", "--ros-args", "-p",
+                             "controller_manager_timeout:=0.7"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "no answer within 0.7 s (is controller_manager running" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("value, kind", [(42, "2"), ([0.1, 0.2], "8")], ids=["integer", "double array"])
 def test_a_joints_parameter_of_the_wrong_type_is_refused(profile, value, kind):
     robot = Ros2ControlStandIn(profile, joints_override={"forward_kp_controller": value}).start()
@@ -365,7 +375,9 @@ def test_sigterm_during_configure_activates_nothing_and_exits_0(ros):
     # A name of its own: an earlier test's pupper_walk can linger in the DDS graph until its lease expires, and a signal
     # sent on seeing that one would reach this process before it has its handlers.
     node_name = f"pupper_walk_sigterm_{os.getpid()}"
-    proc = start_walk(ros_args=("-r", f"__node:={node_name}"))
+    # The stand-in starts after the signal and, beside the rest of the suite, may take longer than the 5 s default
+    # to answer: configure is given the time to complete.
+    proc = start_walk(ros_args=("-r", f"__node:={node_name}", "-p", "controller_manager_timeout:=60.0"))
     try:
         assert ros.spin_until(lambda: node_name in watch.node.get_node_names(), timeout=30)
         proc.send_signal(signal.SIGTERM)

@@ -103,7 +103,7 @@ class Ros2ControlBackend(Backend):
     @classmethod
     def from_parameters(cls, profile, control_period, values, context=None) -> "Ros2ControlBackend":
         return cls(profile, control_period, context=context, damping_kd=values["damping_kd"],
-                   activate_controllers=values["activate_controllers"],
+                   activate_controllers=values["activate_controllers"], timeout=values["controller_manager_timeout"],
                    **{name: values[name] for name in ("joint_states_topic", "imu_topic", "position_controller",
                                                       "kp_controller", "kd_controller")})
 
