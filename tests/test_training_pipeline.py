@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import torch
+import yaml
 
 from pupper_ros.contract import CURRENT_CONTRACT
 from pupper_ros.policy import load_policy
@@ -72,7 +73,14 @@ def test_report_evaluates_in_both_engines_side_by_side(tmp_path):
     assert "bar NOT MET" in report and "mujoco: " in report and "pybullet: " in report
 
 
-def test_resume_continues_from_the_checkpoint(tmp_path):
+def test_resume_continues_from_the_checkpoint_with_draws_of_its_own(tmp_path, monkeypatch):
+    """The resumed run goes on from the checkpoint's iteration; its environments are seeded anew from that iteration
+    (not a replay of the commands and randomization the run started with), its config keeps the run's seed."""
+    import training.runner
+
+    seeds = []
+    make_env = training.runner.make_env
+    monkeypatch.setattr(training.runner, "make_env", lambda config, ray=None: seeds.append(config.seed) or make_env(config, ray))
     config = load_config(overrides=TINY)
     checkpoint = train(config, tmp_path / "run", quiet=True)
     state = torch.load(checkpoint, weights_only=False)
@@ -80,6 +88,9 @@ def test_resume_continues_from_the_checkpoint(tmp_path):
     train(longer, tmp_path / "run", resume=checkpoint, quiet=True)
     resumed = torch.load(checkpoint, weights_only=False)
     assert (state["iteration"], resumed["iteration"]) == (3, 5)
+    assert seeds == [config.seed, training.runner.resumed_seed(config.seed, 3)]
+    assert len({config.seed, training.runner.resumed_seed(config.seed, 3), training.runner.resumed_seed(config.seed, 4)}) == 3
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["seed"] == config.seed
 
 
 def test_a_killed_run_resumes_from_its_last_checkpoint_and_logs_each_iteration_once(tmp_path):

@@ -13,8 +13,10 @@ import csv
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 
@@ -99,6 +101,12 @@ def batch_processes(config: TrainConfig) -> int:
     return (config.workers or 1) if config.ppo.overlap_update else 0
 
 
+def resumed_seed(seed: int, iteration: int) -> int:
+    """The seed of a run's environments and action noise after resuming at ``iteration``: draws of their own (commands,
+    randomization, pushes), not a replay of those the run started with. ``config.yaml`` keeps the run's seed."""
+    return int(np.random.SeedSequence([seed, iteration]).generate_state(1)[0] % 2**31)
+
+
 def train(config: TrainConfig, out: Path, resume: Path | None = None, quiet: bool = False,
           minutes: float | None = None, ray=None) -> Path:
     """Train until ``config.steps`` environment steps, or until ``minutes`` of wall clock have passed (then the final
@@ -107,16 +115,17 @@ def train(config: TrainConfig, out: Path, resume: Path | None = None, quiet: boo
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
 
-    torch.manual_seed(config.seed)
+    state = torch.load(resume, weights_only=False, map_location="cpu") if resume is not None else None
+    draws = config if state is None else replace(config, seed=resumed_seed(config.seed, state["iteration"]))
+    torch.manual_seed(draws.seed)
     torch.set_num_threads(1)  # the cores belong to the environment workers
-    env = make_env(config, ray)  # first: a batch that cannot be built leaves no run directory behind
+    env = make_env(draws, ray)  # first: a batch that cannot be built leaves no run directory behind
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 
     alg = build_algorithm(config, env)
     iteration, env_steps, wall_before = 0, 0, 0.0
-    if resume is not None:
-        state = torch.load(resume, weights_only=False, map_location=alg.device)
+    if state is not None:
         alg.load(state["algorithm"], None, strict=True)
         iteration, env_steps, wall_before = state["iteration"], state["env_steps"], state["wall_clock"]
     steps_per_iteration = config.envs * config.ppo.steps_per_env
