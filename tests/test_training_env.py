@@ -207,6 +207,33 @@ def test_a_recipe_extends_another_and_overrides_it(tmp_path):
         load_config(tmp_path / "c.yaml")
 
 
+def test_a_recipe_names_a_set_of_ranges_and_a_curriculum_its_start(tmp_path):
+    """`randomization.ranges: NAME` sets every range and push setting to that preset (the reference's where the preset
+    says nothing) before the section's own keys; `start: NAME` starts a curriculum from the preset. The training
+    default is the narrowed set; the reference curriculum recipe goes from it to the reference ranges."""
+    from training.config import RANGE_PRESETS, RECIPES, RandomizationConfig
+
+    reference, narrowed = RandomizationConfig(), RANGE_PRESETS["narrowed"]
+    default = load_config().randomization
+    assert all(getattr(default, k) == v for k, v in narrowed.items()) and default.link_mass_scale == reference.link_mass_scale
+    assert default.kp_scale != reference.kp_scale  # narrowed differs from the reference where it says so
+
+    (tmp_path / "r.yaml").write_text("randomization:\n  kp_scale: [0.7, 1.0]\n  ranges: reference\n")
+    mine = load_config(tmp_path / "r.yaml").randomization
+    assert mine.kp_scale == (0.7, 1.0)  # the section's own key over the preset, whatever the order
+    assert all(getattr(mine, k) == getattr(reference, k) for k in narrowed if k != "kp_scale")
+
+    curriculum = load_config(RECIPES / "pupper_v3_walk_mujoco_batch_reference.yaml").randomization
+    assert curriculum.start == {k: list(v) if isinstance(v, tuple) else v for k, v in narrowed.items()}
+    assert all(getattr(curriculum, k) == getattr(reference, k) for k in narrowed)
+
+    for text, message in (("ranges: widest", "randomization.ranges: unknown set of ranges 'widest'; known: reference, narrowed"),
+                          ("start: reference", "randomization.start: 'reference' are the reference ranges themselves")):
+        (tmp_path / "bad.yaml").write_text(f"randomization:\n  {text}\n")
+        with pytest.raises(ConfigError, match=message):
+            load_config(tmp_path / "bad.yaml")
+
+
 def test_pupper_eval_refuses_the_implicit_pd_outside_mujoco(capsys):
     from pupper_ros import resources
     from training.evaluate import main as eval_main

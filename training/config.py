@@ -137,6 +137,44 @@ class RandomizationConfig:
 CURRICULUM_KEYS = ("friction", "base_mass_scale", "link_mass_scale", "com_shift_x", "com_shift_yz", "kp_scale",
                    "kd_scale", "motor_strength", "latency_seconds", "push_interval_seconds", "push_velocity")
 
+# Named sets of ranges a recipe may ask for (``randomization.ranges: NAME``, and a curriculum's ``start: NAME``), each
+# as it differs from the Pupper v3 reference ranges, which are RandomizationConfig's own. "narrowed": the training
+# default (training/recipes/default.yaml), because a few million CPU steps did not learn a gait under the reference
+# ranges (docs/performance.md, "The Pupper v3 reference randomization as the training default").
+RANGE_PRESETS = {
+    "reference": {},
+    "narrowed": {"friction": (0.7, 1.3), "base_mass_scale": (0.95, 1.15), "kp_scale": (0.8, 1.1), "kd_scale": (0.9, 1.2),
+                 "motor_strength": (0.9, 1.1), "latency_seconds": (0.0, 0.01), "push_interval_seconds": 5.0,
+                 "push_velocity": 0.2},
+}
+
+
+def _preset(name, where: str) -> dict:
+    if name not in RANGE_PRESETS:
+        raise ConfigError(f"{where}: unknown set of ranges {name!r}; known: {', '.join(RANGE_PRESETS)}")
+    return RANGE_PRESETS[name]
+
+
+def _randomization_values(values, where: str) -> dict:
+    """A recipe's randomization section with its names resolved: ``ranges: NAME`` first sets every range and push
+    setting to that preset's (the reference's where it says nothing), then the section's own keys apply; ``start:
+    NAME`` is that preset's ranges."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where} must be a mapping, got {values!r}")
+    values = dict(values)
+    resolved = {}
+    if "ranges" in values:
+        reference = RandomizationConfig()
+        preset = _preset(values.pop("ranges"), f"{where}.ranges")
+        resolved = {k: preset.get(k, getattr(reference, k)) for k in CURRICULUM_KEYS}
+    if isinstance(values.get("start"), str):
+        start = _preset(values["start"], f"{where}.start")
+        if not start:
+            raise ConfigError(f"{where}.start: {values['start']!r} are the reference ranges themselves; a curriculum "
+                              f"starts from narrower ones ({', '.join(k for k, v in RANGE_PRESETS.items() if v)})")
+        values["start"] = dict(start)
+    return resolved | values
+
 
 @dataclass
 class RewardConfig:
@@ -256,7 +294,9 @@ def _merge(target, values: dict, path: str) -> None:
         if key not in known:
             raise ConfigError(f"unknown config key '{where}'; known keys here: {', '.join(known)}")
         current = getattr(target, key)
-        if dataclasses.is_dataclass(current):
+        if isinstance(current, RandomizationConfig):
+            _merge(current, _randomization_values(value, where), where)
+        elif dataclasses.is_dataclass(current):
             _merge(current, value, where)
         elif isinstance(current, dict):
             if not isinstance(value, dict):

@@ -10,7 +10,6 @@ oscillation is not counted as error), after a 1 s settling time at the start of 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import multiprocessing as mp
 import sys
@@ -96,14 +95,13 @@ def evaluation_config(robot: str, engine: str, seconds: float, latency: float | 
     """The training config an evaluation runs: its robot and engine, episodes long enough, and for the robustness
     checks the Pupper v3 reference randomization ranges (training/config.py, wider than training/recipes/default.yaml's)
     and a fixed action latency; in MuJoCo optionally the implicit PD (``env.implicit_pd``)."""
-    from training.config import RandomizationConfig, load_config
+    from training.config import load_config
 
     overrides = {"robot": robot, "env": {"episode_seconds": seconds + 1.0} | engine_overrides(engine)}
     if implicit_pd:
         overrides["env"]["implicit_pd"] = True
     if reference:
-        overrides["randomization"] = {k: list(v) if isinstance(v, tuple) else v
-                                      for k, v in dataclasses.asdict(RandomizationConfig()).items()}
+        overrides["randomization"] = {"ranges": "reference"}
     if latency is not None:  # a fixed action latency instead of the randomized one
         overrides.setdefault("randomization", {})["latency_seconds"] = [latency, latency]
     return load_config(overrides=overrides)
@@ -276,8 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--robot", default="pupper_v3", help="the robot the policy is for (a profile name)")
     parser.add_argument("--latency", type=float, metavar="SECONDS", help="a fixed action latency (robustness check)")
     parser.add_argument("--reference-randomization", action="store_true",
-                        help="randomize over the Pupper v3 reference ranges (friction 0.6-1.4, kp x0.6-1.1, kd x0.8-1.5, "
-                             "base mass x0.9-1.3...) instead of the training config's (robustness check)")
+                        help="randomize over the Pupper v3 reference ranges (training/config.py's RandomizationConfig, "
+                             "'ranges: reference' in a recipe) instead of the training config's (robustness check)")
     parser.add_argument("--implicit-pd", action="store_true",
                         help="MuJoCo only: the PD as implicit actuators at 4 ms (pupper_ros/sim/mujoco_sim.py)")
     args = parser.parse_args(argv)
