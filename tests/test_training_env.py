@@ -227,7 +227,7 @@ def test_a_recipe_names_a_set_of_ranges_and_a_curriculum_its_start(tmp_path):
     assert curriculum.start == {k: list(v) if isinstance(v, tuple) else v for k, v in narrowed.items()}
     assert all(getattr(curriculum, k) == getattr(reference, k) for k in narrowed)
 
-    for text, message in (("ranges: widest", "randomization.ranges: unknown set of ranges 'widest'; known: reference, narrowed"),
+    for text, message in (("ranges: widest", "randomization.ranges: unknown set of ranges 'widest'; known: reference, narrowed, strength_narrowed"),
                           ("start: reference", "randomization.start: 'reference' are the reference ranges themselves")):
         (tmp_path / "bad.yaml").write_text(f"randomization:\n  {text}\n")
         with pytest.raises(ConfigError, match=message):
