@@ -15,7 +15,7 @@ import torch
 from rsl_rl.env import VecEnv
 
 from training.actor_snapshot import ActorSnapshot
-from training.config import TrainConfig
+from training.config import TrainConfig, derived_seed
 from training.env_group import Rollout
 from training.vec_env import describe_environments, observation_groups
 
@@ -26,7 +26,7 @@ class ShardLost(Exception):
 
 def shard_seed(seed: int, index: int, generation: int = 0) -> int:
     """The seed of shard ``index``'s ``generation``-th incarnation: streams of its own, never a replay of a lost one's."""
-    return int(np.random.SeedSequence([seed, index, generation]).generate_state(1)[0] % 2**31)
+    return derived_seed(seed, index, generation)
 
 
 class BatchShards(VecEnv):

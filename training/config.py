@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 RECIPES = Path(__file__).with_name("recipes")  # the recipes a run starts from (training/recipes/*.yaml)
@@ -238,6 +239,12 @@ class PPOConfig:
             _range(f"ppo.{name}", [0.0, getattr(self, name)], 0.0, 1.0)
         for name in ("clip", "learning_rate", "desired_kl"):
             _at_least(f"ppo.{name}", getattr(self, name), 0.0, strict=True)
+
+
+def derived_seed(seed: int, *parts: int) -> int:
+    """The seed of one part of a run (a batch shard, the stretch after a resume), from the run's ``seed`` and the
+    integers that tell the part apart: random streams of its own, the same each time for the same parts."""
+    return int(np.random.SeedSequence([seed, *parts]).generate_state(1)[0] % 2**31)
 
 
 @dataclass

@@ -16,11 +16,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 
-from training.config import TrainConfig
+from training.config import TrainConfig, derived_seed
 from training.ppo_adapter import build_algorithm, learn_from_rollout
 from training.run_files import (CHECKPOINT_DIR, LATEST, PROGRESS_COLUMNS, PROGRESS_LOG, keep_progress_until,
                                 save_checkpoint)
@@ -104,7 +103,7 @@ def batch_processes(config: TrainConfig) -> int:
 def resumed_seed(seed: int, iteration: int) -> int:
     """The seed of a run's environments and action noise after resuming at ``iteration``: draws of their own (commands,
     randomization, pushes), not a replay of those the run started with. ``config.yaml`` keeps the run's seed."""
-    return int(np.random.SeedSequence([seed, iteration]).generate_state(1)[0] % 2**31)
+    return derived_seed(seed, iteration)
 
 
 def train(config: TrainConfig, out: Path, resume: Path | None = None, quiet: bool = False,
