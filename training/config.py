@@ -145,8 +145,8 @@ CURRICULUM_KEYS = ("friction", "base_mass_scale", "link_mass_scale", "com_shift_
 _NARROWED = {"friction": (0.7, 1.3), "base_mass_scale": (0.95, 1.15), "kp_scale": (0.8, 1.1), "kd_scale": (0.9, 1.2),
              "motor_strength": (0.9, 1.1), "latency_seconds": (0.0, 0.01), "push_interval_seconds": 5.0, "push_velocity": 0.2}
 # "strength_narrowed": the reference ranges but for the three that set how strong the robot is against its load (Kp,
-# motor strength, base mass), narrowed: one seed of three of the batched recipe walked under them sooner than under
-# "narrowed", two not within 16-18 min (docs/performance.md, 2026-12-07, fifth session).
+# motor strength, base mass), narrowed; the batched recipe's (seeds 1-3 walked at 11.6, 18.3 and 18.7 min, under
+# "narrowed" at 16.9, more than 20 and 19.7; docs/performance.md, 2026-12-07).
 RANGE_PRESETS = {
     "reference": {},
     "narrowed": _NARROWED,
