@@ -16,6 +16,8 @@ from training.config import RECIPES
 # Pupper v2's run directory, and its progress.csv with it, was lost before pupper-report copied the log (it does now);
 # its learning curve, drawn from that log, ships.
 HAS_PROGRESS_LOG = ("pupper_v3",)
+# The recipe each shipped policy was trained with (docs/training.md, "The shipped policies").
+TRAINING_RECIPES = {"pupper_v3": RECIPES / "pupper_v3_walk_mujoco_batch.yaml", "pupper_v2": RECIPES / "pupper_v2_walk_mujoco.yaml"}
 
 
 @pytest.mark.parametrize("robot", ROBOTS)
@@ -30,10 +32,6 @@ def test_shipped_policy_loads_with_its_report(robot):
         assert (resources.models_dir() / f"{robot}_walk_progress.csv").is_file()
     report = (resources.models_dir() / f"{robot}_walk.md").read_text()
     assert f"seed {policy.info.provenance['seed']}" in report and f"{policy.info.provenance['steps']:,}" in report
-
-
-# The recipe each shipped policy was trained with (docs/training.md, "The shipped policies").
-TRAINING_RECIPES = {"pupper_v3": RECIPES / "pupper_v3_walk_mujoco_batch.yaml", "pupper_v2": RECIPES / "pupper_v2_walk_mujoco.yaml"}
 
 
 @pytest.mark.parametrize("robot", ROBOTS)
