@@ -56,9 +56,11 @@ run: $(RUN_STAMP)
 
 # The whole suite, one pytest-xdist worker per core, each test file kept on one worker (its session fixtures, such as
 # the installs test_install.py builds, are built once); tests/conftest.py gives each worker its own ROS 2 domain.
+# A worker that crashes fails the run instead of being replaced: under --dist loadfile a replaced worker can leave
+# the controller waiting forever (pytest-xdist issue 784; seen here 2026-12-07 after a segfault in a ROS teardown).
 test: $(TEST_STAMP) $(CM_MSGS_STAMP)
 	$(BIN)/ruff check pupper_ros training tests benchmarks launch
-	$(BIN)/python -m pytest -n auto --dist loadfile
+	$(BIN)/python -m pytest -n auto --dist loadfile --max-worker-restart=0
 
 # The fast lane: lint, then every test that starts no process, builds nothing and trains nothing (marker "slow"
 # is the rest; tests/conftest.py fails a fast test that starts a process).
