@@ -13,11 +13,8 @@ from pupper_ros.robot_profile import load_robot_profile
 from tests.shipped import ROBOTS
 from training.config import RECIPES
 
-# Pupper v2's run directory, and its progress.csv with it, was lost before pupper-report copied the log (it does now);
-# its learning curve, drawn from that log, ships.
-HAS_PROGRESS_LOG = ("pupper_v3",)
 # The recipe each shipped policy was trained with (docs/training.md, "The shipped policies").
-TRAINING_RECIPES = {"pupper_v3": RECIPES / "pupper_v3_walk_mujoco_batch.yaml", "pupper_v2": RECIPES / "pupper_v2_walk_mujoco.yaml"}
+TRAINING_RECIPES = {"pupper_v3": RECIPES / "pupper_v3_walk_mujoco_batch.yaml", "pupper_v2": RECIPES / "pupper_v2_walk_mujoco_batch.yaml"}
 
 
 @pytest.mark.parametrize("robot", ROBOTS)
@@ -26,10 +23,8 @@ def test_shipped_policy_loads_with_its_report(robot):
     policy = load_policy(resources.default_policy_path(robot), profile)
     assert policy.info.robot == robot
     for suffix in ("_eval.json", "_eval.png", "_eval_mujoco.json", "_eval_mujoco.png", "_learning_curve.png", ".md",
-                   "_config.yaml", "_checkpoint.pt"):
+                   "_config.yaml", "_checkpoint.pt", "_progress.csv"):
         assert (resources.models_dir() / f"{robot}_walk{suffix}").is_file(), suffix
-    if robot in HAS_PROGRESS_LOG:
-        assert (resources.models_dir() / f"{robot}_walk_progress.csv").is_file()
     report = (resources.models_dir() / f"{robot}_walk.md").read_text()
     assert f"seed {policy.info.provenance['seed']}" in report and f"{policy.info.provenance['steps']:,}" in report
 
