@@ -185,8 +185,9 @@ def test_an_exception_in_the_nodes_per_tick_work_shows_in_state_and_diagnostics(
 
 
 def test_a_node_left_walking_by_a_failed_test_is_stopped_before_the_harness_destroys_it(standing_policy):
-    """The `ros` fixture's teardown once destroyed an active pupper_walk under its running control thread (2026-12-07:
-    a worker segfaulted in destroy_node); the harness now stops the node first, as the daemon's own exit does."""
+    """The `ros` fixture's teardown destroyed an active pupper_walk with its control and watchdog threads running
+    (found 2026-12-07 while chasing a worker that segfaulted in destroy_node there; whether that was the cause is not
+    known); the harness now stops the node first, as the daemon's own exit does."""
     harness = RosHarness()
     node = make_node(harness, standing_policy)
     probe = WalkClient(harness)
