@@ -14,8 +14,6 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Empty, String
 from std_srvs.srv import Trigger
 
-from pupper_ros.ros.node import WalkNode
-
 
 class RosHarness:
     def __init__(self):
@@ -42,10 +40,6 @@ class RosHarness:
 
     def close(self):
         for node in self.nodes:
-            if isinstance(node, WalkNode):
-                # A test that failed half-way can leave pupper_walk active: its control thread and backend are
-                # stopped, as the daemon's own exit stops them, before the node is destroyed under them.
-                node.shutdown_safely()
             self.executor.remove_node(node)
             node.destroy_node()
         self.executor.shutdown()

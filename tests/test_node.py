@@ -184,15 +184,16 @@ def test_an_exception_in_the_nodes_per_tick_work_shows_in_state_and_diagnostics(
     node.trigger_deactivate()
 
 
-def test_a_node_left_walking_by_a_failed_test_is_stopped_before_the_harness_destroys_it(standing_policy):
-    """The `ros` fixture's teardown destroyed an active pupper_walk with its control and watchdog threads running
-    (found 2026-12-07 while chasing a worker that segfaulted in destroy_node there; whether that was the cause is not
-    known); the harness now stops the node first, as the daemon's own exit does."""
+def test_destroying_an_active_node_stops_its_control_loop_first(standing_policy):
+    """An active pupper_walk destroyed without a shutdown transition (the `ros` fixture after a test that failed
+    half-way, or any embedder) once left its control and watchdog threads running; destroy_node now tears down
+    first. Found 2026-12-07 while chasing a worker that segfaulted in destroy_node; whether that was the cause is not
+    known."""
     harness = RosHarness()
     node = make_node(harness, standing_policy)
     probe = WalkClient(harness)
     _walking(harness, node, probe)
     loop = node.loop
     assert loop.running
-    harness.close()
+    harness.close()  # destroys every node, with no lifecycle transition
     assert not loop.running and node.controller is None

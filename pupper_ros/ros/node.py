@@ -246,6 +246,14 @@ class WalkNode(LifecycleNode):
         """Signal path: damping out, backend closed; callable once from the main thread."""
         self._teardown()
 
+    def destroy_node(self) -> None:
+        """Whoever destroys the node stops the robot first (damping out, backend closed): an active node destroyed
+        without a shutdown transition would otherwise leave its control thread commanding the robot. A node whose
+        constructor failed (rclpy destroys it then) has nothing to stop."""
+        if hasattr(self, "publisher"):  # set with the rest of the runtime's fields once the parameters are declared
+            self._teardown()
+        super().destroy_node()
+
     # --- inputs -------------------------------------------------------------------------------------------------
     def _on_cmd_vel(self, msg) -> None:
         controller, loop = self.controller, self.loop
