@@ -5,6 +5,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import Twist, TwistStamped
 from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.exceptions import InvalidHandle
 from rclpy.parameter import Parameter
 from std_msgs.msg import Empty
 
@@ -32,6 +33,8 @@ def test_lifecycle_configure_activate_deactivate_cleanup(ros, standing_policy):
     assert ros.spin_until(lambda: probe.state == "INACTIVE")
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
     assert node.loop is not None and not node.loop.running  # configured, but nothing moves yet
+    configured_timers = list(node.timers)
+    assert len(configured_timers) == 2  # telemetry and diagnostics
     assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
     assert ros.spin_until(lambda: probe.state == "WALKING", timeout=10)
     assert "STANDING_UP" in probe.states
@@ -40,6 +43,10 @@ def test_lifecycle_configure_activate_deactivate_cleanup(ros, standing_policy):
     assert ros.spin_until(lambda: probe.state == "DAMPING")
     assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
     assert node.controller is None
+    assert list(node.timers) == []
+    for timer in configured_timers:  # destroyed, not only forgotten: each configure/cleanup cycle would leak one
+        with pytest.raises(InvalidHandle):
+            timer.timer_period_ns
 
 
 def test_emergency_stop_then_clear_fault_stands_up_again(ros, standing_policy):

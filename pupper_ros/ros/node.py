@@ -69,7 +69,8 @@ class WalkNode(LifecycleNode):
         self._last_state_published = None
         self._warned_types: set[str] = set()
         self._command_stamp = -math.inf
-        self._timers = []
+        # not `_timers`: that is rclpy Node's own list, which destroy_timer edits
+        self._runtime_timers = []
 
         self.state_pub = self.create_publisher(String, "~/state", state_qos())
         self.create_subscription(Empty, "/emergency_stop", self._on_emergency_stop, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
@@ -146,7 +147,7 @@ class WalkNode(LifecycleNode):
         self._cmd_type = TWIST_TYPES[stamped]
         self.cmd_sub = self.create_subscription(TwistStamped if stamped else Twist, "/cmd_vel", self._on_cmd_vel,
                                                 QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
-        self._timers = [
+        self._runtime_timers = [
             self.create_timer(1.0 / self._param("publish_rate"), self._publish_telemetry),
             self.create_timer(1.0, self._publish_diagnostics),
         ]
@@ -231,7 +232,7 @@ class WalkNode(LifecycleNode):
             self.get_logger().info(f"flight log {self.recorder.path}: {self.recorder.written} records, "
                                    f"{self.recorder.dropped} dropped")
             self.recorder = None
-        for timer in self._timers:
+        for timer in self._runtime_timers:
             self.destroy_timer(timer)
         if self.publisher is not None:
             self.publisher.destroy()
@@ -239,7 +240,7 @@ class WalkNode(LifecycleNode):
         if getattr(self, "cmd_sub", None) is not None:
             self.destroy_subscription(self.cmd_sub)
             self.cmd_sub = None
-        self._timers = []
+        self._runtime_timers = []
         self.controller = self.loop = None
 
     def shutdown_safely(self) -> None:
