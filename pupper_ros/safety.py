@@ -98,7 +98,7 @@ def joint_speed_limit(profile: RobotProfile, control_period: float, max_joint_sp
     Why that figure: a larger step buys no more torque in that tick, it only holds the motor saturated for longer.
     Pupper v3: 3.0 Nm / (5.0 Nm/rad * 20 ms) = 30 rad/s, its velocity limit; Pupper v2: 1.7 / (4.0 * 0.02) = 21 rad/s,
     capped at its 20 rad/s. The gait needs what it was trained with: the shipped policies ask for up to 40 (v3) and
-    53 (v2) rad/s (2026-12-07 and -08: the largest target step a tick, before the envelope, over 2 randomized PyBullet
+    37 (v2) rad/s (2026-12-07 and -08: the largest target step a tick, before the envelope, over 2 randomized PyBullet
     episodes of each evaluation command) and were trained behind this same envelope (the training environment applies
     ``TargetEnvelope.deployed_default``), so a lower default would change the gait they learned. The stand-up needs
     far less (its soft start moves at most a few rad/s) and starts from the measured pose (see ``TargetEnvelope``)."""

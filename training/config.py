@@ -44,7 +44,8 @@ class EnvConfig:
     batched: bool = False  # every robot's environment as arrays (training/batch_env.py), not one object per robot
     physics_dt: float = 0.0  # s; 0 = the robot profile's step for this engine (pupper_ros.sim.default_physics_dt)
     # MuJoCo only: the PD as implicit actuators (pupper_ros/sim/mujoco_sim.py), stable for Pupper v2 at 4 ms (its
-    # default step then), though the walk of a policy trained at 0.5 ms holds only to about 1 ms (docs/simulation.md)
+    # default step then), though a policy's walk holds only to about 1 ms, the step the v2 recipe trains at
+    # (docs/simulation.md)
     implicit_pd: bool = False
     episode_seconds: float = 20.0
     command_resample_seconds: float = 5.0
