@@ -4,8 +4,8 @@ import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import Twist, TwistStamped
-from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.exceptions import InvalidHandle
+from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from std_msgs.msg import Empty
 
